@@ -4,7 +4,10 @@
  * shell lexer, once the build args are known).
  */
 
-/** 1-based lines and columns; endLine is inclusive. */
+/**
+ * 1-based lines and columns (columns count UTF-16 code units); endLine is inclusive, endColumn is
+ * one past the last character of the range on endLine.
+ */
 export interface SourceRange {
   file: string;
   startLine: number;
@@ -16,12 +19,17 @@ export interface SourceRange {
 export interface Heredoc {
   /** The delimiter word without quotes, e.g. EOF. */
   name: string;
-  /** The body, every line with its trailing newline; tabs stripped for `<<-`. */
+  /** The body exactly as written, every line with its line ending; leading tabs kept even for `<<-`. */
   content: string;
   /** False when the delimiter was quoted (`<<'EOF'`, `<<"EOF"`): no variable expansion. */
   expand: boolean;
-  /** True for `<<-`: leading tabs were removed. */
+  /**
+   * True for `<<-`. Only the terminator is matched after stripping tabs; `content` keeps them
+   * (as BuildKit does): apply chompHeredocContent() where the body is used.
+   */
   chomp: boolean;
+  /** The file descriptor written before `<<` (`3<<EOF`), 0 when none was given. */
+  fileDescriptor: number;
 }
 
 export interface InstructionNode {
@@ -33,7 +41,7 @@ export interface InstructionNode {
   args: string[];
   /** True when the arguments came from a JSON array (exec form). */
   json: boolean;
-  /** Heredoc bodies attached to this instruction, in order. */
+  /** Heredoc bodies attached to this instruction, in order (for ONBUILD: on both the outer and the inner node). */
   heredocs: Heredoc[];
   /** For ONBUILD: the nested instruction. */
   inner?: InstructionNode;
@@ -48,6 +56,10 @@ export interface ParserWarning {
   /** Short rule name as BuildKit's linter names it where one exists, e.g. `NoEmptyContinuation`. */
   rule: string;
   message: string;
+  /** Longer explanation, e.g. "Empty continuation lines will become errors in a future release". */
+  detail?: string;
+  /** Documentation of the rule. */
+  url?: string;
   range: SourceRange;
 }
 
