@@ -29,6 +29,11 @@ export interface WriteBlobOptions {
  */
 export interface ImageWriter {
   readonly name: string;
+  /**
+   * False for sinks that hold a single platform per image (docker-archive): copyImage then picks
+   * one platform from an index instead of writing the index. Undefined means true.
+   */
+  readonly supportsIndex?: boolean;
   hasBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
   /** `open` may be called more than once (retries, auth challenges): each call must yield the full blob. */
   writeBlob(desc: Descriptor, open: () => Promise<Readable>, opts?: WriteBlobOptions): Promise<void>;

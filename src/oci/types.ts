@@ -17,9 +17,15 @@ export const MediaType = {
   DockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   DockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   DockerConfig: 'application/vnd.docker.container.image.v1+json',
+  /** Uncompressed Docker layer; not in Docker's spec but used by containerd and docker-archive sources. */
+  DockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
   DockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   DockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
   DockerLayerZstd: 'application/vnd.docker.image.rootfs.diff.tar.zstd',
+  DockerManifestSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
+  DockerManifestSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+  OciLayoutHeader: 'application/vnd.oci.layout.header.v1+json',
+  OciDescriptor: 'application/vnd.oci.descriptor.v1+json',
 } as const;
 export type MediaTypeName = (typeof MediaType)[keyof typeof MediaType];
 

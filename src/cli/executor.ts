@@ -1,0 +1,100 @@
+import { build } from '../build/index.js';
+import type { BuildOptions, BuildResult } from '../build/options.js';
+import { executorFlags } from './executor-flags.js';
+import { formatHelp, parseFlags, rejectUnsupported, UsageError, type ParsedFlags } from './flags.js';
+import { nonNegativeInt, parseBuildArgs, parseLabels } from './build-options.js';
+import { cliLogger } from './log.js';
+import { registryOptionsFromFlags } from './registry-flags.js';
+import type { CliIO } from './main.js';
+
+const USAGE = 'gantry executor [flags]   (also installed as /kaniko/executor in the executor image)';
+const DESCRIPTION = `Builds a Dockerfile and pushes the image, with the flags of Kaniko's executor.`;
+
+const helpFlag = { name: 'help', short: 'h', kind: 'bool' as const, help: 'show this help' };
+
+/** Flags whose Kaniko meaning is already what gantry always does (so accepting them ignores nothing). */
+function checkSatisfiedFlags(p: ParsedFlags): void {
+  if (p.values['ignore-var-run'] === false) throw new UsageError('gantry executor: --ignore-var-run=false is not supported yet: filesystem snapshots for RUN are not implemented yet');
+  if (p.given.has('force-build-metadata')) throw new UsageError('gantry executor: flag --force-build-metadata is not supported yet');
+  if (p.given.has('push-ignore-immutable-tag-errors')) throw new UsageError('gantry executor: flag --push-ignore-immutable-tag-errors is not supported yet');
+}
+
+export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
+  const v = p.values;
+  const compression = v.compression as string;
+  if (compression !== '' && compression !== 'gzip' && compression !== 'zstd') throw new UsageError(`invalid --compression "${compression}": expected gzip or zstd`);
+  const level = Number(v['compression-level']);
+  if (!Number.isInteger(level)) throw new UsageError(`invalid --compression-level "${String(v['compression-level'])}"`);
+  const destinations = v.destination as string[];
+  if (destinations.length === 0 && v['no-push'] !== true && !v['tar-path'] && !v['oci-layout-path']) {
+    throw new UsageError('no --destination given', 'pass --destination=REGISTRY/REPO:TAG, or --no-push (optionally with --tar-path / --oci-layout-path)');
+  }
+  const pull = registryOptionsFromFlags(p, 'pull', io.env);
+  const push = registryOptionsFromFlags(p, 'push', io.env);
+  const retries = Math.max(nonNegativeInt(v['image-download-retry'] as string, 'image-download-retry'), 0);
+  const opts: BuildOptions = {
+    context: v.context as string,
+    dockerfile: v.dockerfile as string,
+    buildArgs: parseBuildArgs(v['build-arg'] as string[]),
+    labels: parseLabels(v.label as string[]),
+    skipUnusedStages: v['skip-unused-stages'] === true,
+    destinations,
+    noPush: v['no-push'] === true,
+    pushRetry: nonNegativeInt(v['push-retry'] as string, 'push-retry'),
+    skipPushPermissionCheck: v['skip-push-permission-check'] === true,
+    reproducible: v.reproducible === true,
+    // Kaniko splits pull/push switches; one client serves both here, so either side's
+    // "insecure"/"skip verify" applies to the registries named, and `true` from either wins.
+    registry: {
+      ...push,
+      insecure: pull.insecure === true || push.insecure === true ? true : [...new Set([...(pull.insecure as string[]), ...(push.insecure as string[])])],
+      skipTlsVerify: pull.skipTlsVerify === true || push.skipTlsVerify === true ? true : [...new Set([...(pull.skipTlsVerify as string[]), ...(push.skipTlsVerify as string[])])],
+      ...(retries > 0 ? { retries } : {}),
+    },
+    env: io.env,
+  };
+  if (v.target) opts.target = v.target as string;
+  if (v['context-sub-path']) opts.contextSubPath = v['context-sub-path'] as string;
+  if (v['custom-platform']) opts.platform = v['custom-platform'] as string;
+  if (v['tar-path']) opts.tarPath = v['tar-path'] as string;
+  if (v['oci-layout-path']) opts.ociLayoutPath = v['oci-layout-path'] as string;
+  if (v['digest-file']) opts.digestFile = v['digest-file'] as string;
+  if (v['image-name-with-digest-file']) opts.imageNameWithDigestFile = v['image-name-with-digest-file'] as string;
+  if (v['image-name-tag-with-digest-file']) opts.imageNameTagWithDigestFile = v['image-name-tag-with-digest-file'] as string;
+  if (compression) opts.compression = compression as 'gzip' | 'zstd';
+  // Kaniko forwards the level only when it is > 0.
+  if (level > 0) opts.compressionLevel = level;
+  if (p.given.has('git')) (opts as BuildOptions & { git?: string }).git = v.git as string;
+  if (p.given.has('kaniko-dir')) opts.workDir = v['kaniko-dir'] as string;
+  return opts;
+}
+
+export function summarize(result: BuildResult): string[] {
+  const lines: string[] = [];
+  for (const p of result.pushed) lines.push(`pushed ${p.reference}@${p.digest}`);
+  for (const o of result.outputs) lines.push(`wrote ${o.kind} ${o.path}`);
+  lines.push(`image ${result.digest}`);
+  return lines;
+}
+
+export async function executorCommand(args: string[], io: CliIO): Promise<number> {
+  // `executor version`, as Kaniko has it.
+  if (args[0] === 'version') {
+    const { main } = await import('./main.js');
+    return main(['version'], io);
+  }
+  const specs = [...executorFlags, helpFlag];
+  const p = parseFlags(args, specs, io.env);
+  if (p.values.help) {
+    io.stdout(formatHelp(USAGE, DESCRIPTION, specs));
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new UsageError(`gantry executor takes no arguments, got "${p.positionals.join(' ')}"`, 'pass the context with --context');
+  rejectUnsupported(p, specs, 'gantry executor');
+  checkSatisfiedFlags(p);
+  const logger = cliLogger(p.values.verbosity as string, p.values['log-format'] as string, p.values['log-timestamp'] === true, (l) => io.stderr(l + '\n'));
+  const opts = executorOptions(p, io);
+  const result = await build({ ...opts, logger });
+  for (const line of summarize(result)) logger.log('info', line);
+  return 0;
+}

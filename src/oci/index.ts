@@ -1,0 +1,16 @@
+export * from './types.js';
+export * from './store.js';
+export * from './mediatype.js';
+export * from './descriptor.js';
+export * from './platform.js';
+export * from './manifest.js';
+export * from './config.js';
+export * from './canonical.js';
+export * from './layout.js';
+export * from './layoutindex.js';
+export * from './dockerarchive.js';
+export * from './dockerarchive-writer.js';
+export * from './copy.js';
+export * from './transports.js';
+export { MemoryStore } from './memory.js';
+export { randomImage, randomIndex, type RandomImage, type RandomImageOptions } from './random.js';
