@@ -1,0 +1,17 @@
+export * from './reference.js';
+export * from './options.js';
+export { pullSources, parseMirrorTarget, type PullSource } from './mirrors.js';
+export { RegistryClient, type Endpoint, type RequestSpec } from './client.js';
+export { getManifest, headManifest, putManifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './manifests.js';
+export { openBlob } from './blob-download.js';
+export { hasBlob, uploadBlob, cancelUpload, checkPushPermission as probePushPermission, type UploadOptions } from './blob-upload.js';
+export { listTags } from './tags.js';
+export { RegistryImageReader, RegistryImageWriter, checkPushPermission, type RemoteImageParams } from './image.js';
+export { parseChallenges, pickChallenge, type Challenge } from './auth/challenge.js';
+export { DockerKeychain, StaticKeychain, type Keychain } from './auth/keychain.js';
+export { ANONYMOUS, type Credentials } from './auth/credentials.js';
+export { loadDockerConfig, dockerConfigDir, type DockerConfig } from './auth/docker-config.js';
+export { fetchToken, fetchRefreshToken, type Token } from './auth/token.js';
+export { repositoryScope, pullScope, pushScope } from './auth/scope.js';
+export { errorFromParts, parseErrorBody } from './response-error.js';
+export { obtainIdentityToken } from './login.js';
