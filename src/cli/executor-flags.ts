@@ -1,4 +1,5 @@
 import type { FlagSpec } from './flags.js';
+import { registryFlags } from './registry-flags.js';
 
 /**
  * Every flag of Kaniko's `executor` (v1.24.0, cmd/executor/cmd/root.go: 60 registrations incl.
@@ -50,17 +51,7 @@ export const executorFlags: FlagSpec[] = [
   { name: 'compressed-caching', kind: 'bool', default: true, help: 'keep compressed layers to avoid recompression', unsupported: CACHE },
   { name: 'no-push-cache', kind: 'bool', help: 'do not push cache layers', unsupported: CACHE },
   // registry
-  { name: 'insecure', kind: 'bool', help: 'push over plain HTTP' },
-  { name: 'insecure-pull', kind: 'bool', help: 'pull over plain HTTP' },
-  { name: 'insecure-registry', kind: 'list', valueName: 'registry', help: 'use plain HTTP with this registry' },
-  { name: 'skip-tls-verify', kind: 'bool', help: 'do not verify TLS certificates when pushing' },
-  { name: 'skip-tls-verify-pull', kind: 'bool', help: 'do not verify TLS certificates when pulling' },
-  { name: 'skip-tls-verify-registry', kind: 'list', valueName: 'registry', help: 'do not verify TLS certificates of this registry' },
-  { name: 'registry-certificate', kind: 'map', valueName: 'registry=ca.crt', help: 'extra CA certificate for a registry' },
-  { name: 'registry-client-cert', kind: 'map', valueName: 'registry=cert,key', help: 'client certificate (mTLS) for a registry' },
-  { name: 'registry-mirror', kind: 'list', env: 'KANIKO_REGISTRY_MIRROR', valueName: 'host[/prefix]', help: 'Docker Hub mirror, tried in order before Docker Hub' },
-  { name: 'registry-map', kind: 'map', mapSeparator: ';', env: 'KANIKO_REGISTRY_MAP', valueName: 'orig=mirror', help: 'mirror for any registry, tried in order before the original' },
-  { name: 'skip-default-registry-fallback', kind: 'bool', help: 'fail instead of falling back to the original registry when no mirror has the image' },
+  ...registryFlags,
   { name: 'image-download-retry', kind: 'string', default: '0', valueName: 'n', help: 'retries for base image manifest downloads' },
   { name: 'azure-container-registry-config', kind: 'string', hidden: true, help: 'Azure credential file', unsupported: 'use a docker config.json or credential helper for Azure Container Registry' },
   // snapshot / filesystem
