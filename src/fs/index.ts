@@ -1,1 +1,2 @@
 export * from './unpack/index.js';
+export * from './diff/index.js';

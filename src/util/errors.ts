@@ -39,7 +39,9 @@ export type ErrorCode =
   // build
   | 'BUILD_FAILED'
   | 'CONTEXT_INVALID'
-  | 'UNSAFE_PATH';
+  | 'UNSAFE_PATH'
+  // run
+  | 'SANDBOX_FAILED';
 
 export interface ErrorDetails {
   /** What the user can do about it, printed after the message. */
