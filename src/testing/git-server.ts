@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { run } from './exec.js';
@@ -17,6 +18,8 @@ export interface GitServerOptions {
   auth?: { username: string; password: string };
   /** Answers upload-pack POSTs with this status when the body wants one of these commits. */
   refuseWants?: { oids: string[]; status: number };
+  /** Serve HTTPS with this key pair (see certs.ts) instead of plain HTTP. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface GitRequestLog {
@@ -31,7 +34,7 @@ export interface GitRequestLog {
 }
 
 export interface GitServer {
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT (https:// with `tls`) */
   url: string;
   host: string;
   port: number;
@@ -154,19 +157,22 @@ function handle(opts: GitServerOptions, log: GitRequestLog[], children: Set<Retu
 export async function startGitServer(opts: GitServerOptions): Promise<GitServer> {
   const requests: GitRequestLog[] = [];
   const children = new Set<ReturnType<typeof spawn>>();
-  const server: Server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(opts, requests, children)(req, res).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500);
       res.end(String(err));
     });
-  });
+  };
+  const server: Server = opts.tls
+    ? createHttpsServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) }, listener)
+    : createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     port,
     requests,
@@ -186,7 +192,8 @@ export interface FixtureRepo {
   c1: string;
   /** main's tip: changes a.txt to "two". */
   c2: string;
-  /** feature~1 and feature's tip (also refs/pull/1/head). Branch `submodules` adds a submodule to c1. */
+  /** feature~1 and feature's tip (also refs/pull/1/head). Branch `submodules` adds submodule `lib` (this repository at f2, by relative URL) to c1;
+   * `submodules-ssh` points it at an SSH URL. */
   f1: string;
   f2: string;
 }
@@ -241,10 +248,16 @@ export async function makeFixtureRepo(root: string, name = 'repo.git'): Promise<
   const f2 = await git('rev-parse', 'HEAD');
   // A branch with a submodule entry (a gitlink plus .gitmodules), never fetched by itself.
   await git('checkout', '-q', '-b', 'submodules', c1);
-  await writeFile(join(work, '.gitmodules'), '[submodule "lib"]\n\tpath = lib\n\turl = https://example.invalid/lib.git\n');
+  // Relative URL: the submodule is this same repository, at feature's tip.
+  await writeFile(join(work, '.gitmodules'), '[submodule "lib"]\n\tpath = lib\n\turl = ../repo.git\n');
   await git('add', '.gitmodules');
   await git('update-index', '--add', '--cacheinfo', `160000,${f2},lib`);
   await git('commit', '-q', '-m', 'submodule');
+  await git('checkout', '-q', '-b', 'submodules-ssh');
+  await writeFile(join(work, '.gitmodules'), '[submodule "lib"]\n\tpath = lib\n\turl = git@example.invalid:o/lib.git\n');
+  // Not `commit -a`: the gitlink has no checkout here and would be recorded as deleted.
+  await git('add', '.gitmodules');
+  await git('commit', '-q', '-m', 'ssh submodule');
   await git('checkout', '-q', 'main');
   await run('git', ['clone', '-q', '--bare', work, join(root, name)], { env: env(), check: true });
   await run('git', ['--git-dir', join(root, name), 'update-ref', 'refs/pull/1/head', f2], { env: env(), check: true });
