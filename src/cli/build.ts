@@ -165,6 +165,6 @@ export async function buildCommand(args: string[], io: CliIO): Promise<number> {
     await writeFile(p.values['metadata-file'] as string, JSON.stringify({ 'containerimage.digest': result.digest, 'containerimage.config.digest': result.imageId, 'image.name': (p.values.tag as string[]).join(',') }, null, 2) + '\n');
   }
   if (quiet) io.stdout(result.digest + '\n');
-  else for (const line of summarize(result)) io.stderr(line + '\n');
+  else io.stdout(summarize(result) + '\n');
   return 0;
 }

@@ -69,12 +69,10 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
   return opts;
 }
 
-export function summarize(result: BuildResult): string[] {
-  const lines: string[] = [];
-  for (const p of result.pushed) lines.push(`pushed ${p.reference}@${p.digest}`);
-  for (const o of result.outputs) lines.push(`wrote ${o.kind} ${o.path}`);
-  lines.push(`image ${result.digest}`);
-  return lines;
+/** The final line: the digest and every place the image went. */
+export function summarize(result: BuildResult): string {
+  const places = [...result.pushed.map((p) => p.reference), ...result.outputs.map((o) => `${o.kind}:${o.path}`)];
+  return `image ${result.digest}${places.length ? ` -> ${places.join(', ')}` : ''}`;
 }
 
 export async function executorCommand(args: string[], io: CliIO): Promise<number> {
@@ -95,6 +93,6 @@ export async function executorCommand(args: string[], io: CliIO): Promise<number
   const logger = cliLogger(p.values.verbosity as string, p.values['log-format'] as string, p.values['log-timestamp'] === true, (l) => io.stderr(l + '\n'));
   const opts = executorOptions(p, io);
   const result = await build({ ...opts, logger });
-  for (const line of summarize(result)) logger.log('info', line);
+  io.stdout(summarize(result) + '\n');
   return 0;
 }

@@ -177,8 +177,8 @@ test('COPY --from expands global ARGs only', () => {
 
 test('image references are checked for syntax only', async () => {
   const { isValidImageReference } = await import('./reference.js');
-  const valid = ['alpine', 'alpine:3.19', 'library/alpine', 'ghcr.io/owner/app:v1.2.3', 'localhost:5000/a/b', 'registry.example.com/x@sha256:' + 'a'.repeat(64), 'a-b__c.d/e:latest'];
-  const invalid = ['Alpine', 'alpine:', ':tag', 'a//b', 'a b', ''];
+  const valid = ['alpine', 'alpine:3.19', 'library/alpine', 'ghcr.io/owner/app:v1.2.3', 'localhost:5000/a/b', 'registry.example.com/x@sha256:' + 'a'.repeat(64), 'a-b__c.d/e:latest', 'oci:/images/layout:v1', 'oci:relative/dir', 'docker-archive:/tmp/app.tar:app:1'];
+  const invalid = ['Alpine', 'alpine:', ':tag', 'a//b', 'a b', '', 'oci:', 'docker-archive: x'];
   for (const r of valid) assert.ok(isValidImageReference(r), r);
   for (const r of invalid) assert.ok(!isValidImageReference(r), r);
 });

@@ -9,7 +9,14 @@ const TAG = '[\\w][\\w.-]{0,127}';
 const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
 const REFERENCE = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`);
 
+/**
+ * Local image stores gantry can build from (`FROM oci:/path/layout:tag`,
+ * `COPY --from=docker-archive:/images/app.tar`), as skopeo spells them; a path is all they need.
+ */
+const LOCAL_STORE = /^(?:oci|docker-archive):[^\s]+$/;
+
 export function isValidImageReference(ref: string): boolean {
+  if (LOCAL_STORE.test(ref)) return true;
   if (ref.length > 255 + 128 + 100) return false;
   return REFERENCE.test(ref);
 }

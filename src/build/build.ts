@@ -1,0 +1,289 @@
+/**
+ * `build(options)`: Dockerfile + context -> image -> outputs. The order matters for users:
+ * everything that can fail cheaply fails before any work (Dockerfile errors, RUN not supported,
+ * base images that do not resolve, push permission), stages then run dependencies first (up to
+ * two at a time), and outputs are written only once the image is complete.
+ */
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { openContext } from '../context/index.js';
+import { injectOnbuild, loadDockerignore, parseDockerfile, planBuild, type BuildPlan, type Instruction } from '../dockerfile/index.js';
+import { RegistryClient, checkPushPermission, parseReference } from '../registry/index.js';
+import { GantryError, wrapError } from '../util/errors.js';
+import { limiter } from '../util/limit.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { resolveImage, type ResolvedImage } from './base.js';
+import { runStage, unsupportedRun } from './executor.js';
+import { BuiltImage, exportDockerArchive, exportOciLayout, pushImage, writeBuilderOutput, writeDigestFiles } from './export.js';
+import { LayerStore } from './layers.js';
+import { formatTime, omitEmpty } from './metadata.js';
+import type { BuildOptions, BuildResult } from './options.js';
+import type { BuildSession, BuiltStage, PreparedStage } from './session.js';
+import type { SourceTree } from './sources.js';
+import { baseLayers, RootFs } from './stage.js';
+
+/** Stages run at the same time at most (independent stages only). */
+const STAGE_CONCURRENCY = 2;
+
+/**
+ * The Dockerfile as given (relative to cwd), else relative to the context (Kaniko's rule). When
+ * none was given, `Dockerfile` in the context comes first (docker's default), then in the cwd.
+ */
+async function findDockerfile(given: string | undefined, contextDir: string): Promise<string> {
+  const candidates = given === undefined ? [join(contextDir, 'Dockerfile'), resolve('Dockerfile')] : isAbsolute(given) ? [given] : [resolve(given), join(contextDir, given)];
+  for (const c of candidates) {
+    const st = await stat(c).catch(() => undefined);
+    if (st?.isFile()) return c;
+  }
+  throw new GantryError('NOT_FOUND', `Dockerfile ${given ?? 'Dockerfile'} not found (tried ${candidates.join(', ')})`, {
+    hint: 'pass the Dockerfile path with --dockerfile/-f, relative to the current directory or to the context',
+  });
+}
+
+/** SOURCE_DATE_EPOCH from the build args or the environment, in seconds. */
+function sourceDateEpoch(opts: BuildOptions, env: NodeJS.ProcessEnv): number | undefined {
+  const raw = opts.buildArgs?.SOURCE_DATE_EPOCH ?? env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new GantryError('INVALID_ARGUMENT', `SOURCE_DATE_EPOCH must be a whole number of seconds, got "${raw}"`);
+  return Number(raw);
+}
+
+/** Every RUN of the planned stages (and of triggers) is refused before any work starts. */
+function rejectRun(instructions: readonly Instruction[]): void {
+  const run = instructions.find((i) => i.kind === 'run');
+  if (run) throw unsupportedRun(run);
+}
+
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const env = options.env ?? process.env;
+  const logger: Logger = options.logger ?? silentLogger;
+  // One failing stage stops the others: they would only keep working on a build that is lost.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const registryOptions = { ...(options.registry ?? {}), logger: options.registry?.logger ?? logger, env: options.registry?.env ?? env };
+  const client = new RegistryClient(registryOptions);
+  const workRoot = options.workDir ?? tmpdir();
+  const workDir = await mkdtemp(join(workRoot, 'gantry-build-'));
+  let cleanupContext: (() => Promise<void>) | undefined;
+  const opened: ResolvedImage[] = [];
+  try {
+    const ctx = await openContext(options.context, {
+      ...(options.contextSubPath ? { subPath: options.contextSubPath } : {}),
+      env,
+      workDir,
+      ...(signal ? { signal } : {}),
+      logger,
+    });
+    cleanupContext = ctx.cleanup;
+    const dockerfilePath = await findDockerfile(options.dockerfile, ctx.dir);
+    const text = await readFile(dockerfilePath, 'utf8').catch((err: unknown) => {
+      throw wrapError(err, `reading ${dockerfilePath}`);
+    });
+    const fileName = options.dockerfile ?? 'Dockerfile';
+    const parsed = parseDockerfile(text, { file: fileName });
+    const plan = planBuild(parsed, {
+      buildArgs: options.buildArgs ?? {},
+      env,
+      ...(options.target ? { target: options.target } : {}),
+      ...(options.platform ? { targetPlatform: options.platform } : {}),
+      includeUnreachable: options.skipUnusedStages === false,
+    });
+    for (const w of plan.warnings) logger.log('warn', w.message, { rule: w.rule });
+    for (const i of plan.order) rejectRun(plan.stages[i]!.instructions);
+    const epoch = sourceDateEpoch(options, env);
+
+    const ignore = await loadDockerignore({ contextDir: ctx.dir, dockerfile: dockerfilePath });
+    const context: SourceTree = { dir: ctx.dir, ignore: ignore.matcher, resetOwners: true, name: 'build context' };
+
+    const destinations = options.destinations ?? [];
+    for (const d of destinations) parseReference(d);
+    if (!options.noPush && !options.skipPushPermissionCheck) {
+      await Promise.all(
+        destinations.map((d) =>
+          checkPushPermission(d, registryOptions, client).catch((err: unknown) => {
+            const e = err instanceof GantryError ? err : wrapError(err, `checking push permission for ${d}`);
+            e.details.hint ??= 'check the credentials for this registry (docker login / config.json) or pass --skip-push-permission-check';
+            throw e;
+          }),
+        ),
+      );
+    }
+
+    const prepared = await prepareStages(plan, client, signal, opened);
+
+    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const created = options.reproducible ? new Date((epoch ?? 0) * 1000) : epoch !== undefined ? new Date(epoch * 1000) : now;
+    const store = new LayerStore(join(workDir, 'blobs'));
+    const steps: BuildResult['steps'] = [];
+    const limit = limiter(STAGE_CONCURRENCY);
+    const running = new Map<number, Promise<BuiltStage>>();
+    const images = new Map<string, Promise<SourceTree>>();
+    const single = plan.order.length === 1;
+    const session: BuildSession = {
+      plan,
+      prepared,
+      context,
+      store,
+      layerOptions: {
+        compression: options.compression ?? 'gzip',
+        ...(options.compressionLevel !== undefined && options.compressionLevel > 0 ? { level: options.compressionLevel } : {}),
+        ...(options.reproducible ? { clampMtime: epoch ?? 0 } : {}),
+      },
+      client,
+      workDir,
+      created,
+      now: options.reproducible ? created : now,
+      logger,
+      signal,
+      steps,
+      stageLabel: (i) => (single ? '' : `${plan.stages[i]!.name ?? `stage-${i}`} `),
+      stage(index: number): Promise<BuiltStage> {
+        let p = running.get(index);
+        if (!p) {
+          const prep = prepared.get(index);
+          if (!prep) return Promise.reject(new GantryError('INTERNAL', `stage ${index} was not planned`));
+          p = (async () => {
+            const deps = await Promise.all(prep.needs.map((n) => session.stage(n)));
+            const base = prep.planned.base;
+            const parent = base.kind === 'stage' ? deps[prep.needs.indexOf(base.index)] : undefined;
+            return limit(() => runStage(session, prep, parent));
+          })();
+          running.set(index, p);
+        }
+        return p;
+      },
+      imageFiles(ref: string): Promise<SourceTree> {
+        let p = images.get(ref);
+        if (!p) {
+          const dir = join(workDir, `image-${images.size}`);
+          p = (async () => {
+            const img = await resolveImage(ref, plan.targetPlatform, client, signal);
+            opened.push(img);
+            const fs = new RootFs(dir);
+            return { dir: await fs.catchUp(baseLayers(img), signal), resetOwners: false, name: `image ${ref}` };
+          })();
+          images.set(ref, p);
+        }
+        return p;
+      },
+    };
+
+    // Every planned stage runs (Kaniko builds unreachable ones too when asked); the target is the image.
+    const settled = await Promise.allSettled(
+      plan.order.map((i) =>
+        session.stage(i).catch((err: unknown) => {
+          stop.abort();
+          throw err;
+        }),
+      ),
+    );
+    const failures = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (failures.length > 0) throw failures.find((e) => !(e instanceof GantryError && e.code === 'ABORTED')) ?? failures[0];
+    const target = await session.stage(plan.target);
+    const config = structuredClone(target.image.config);
+    config.created = formatTime(created);
+    if (options.platform) {
+      config.os = plan.targetPlatform.os;
+      config.architecture = plan.targetPlatform.architecture;
+      if (plan.targetPlatform.variant) config.variant = plan.targetPlatform.variant;
+      else delete config.variant;
+    }
+    if (options.labels && Object.keys(options.labels).length > 0) {
+      config.config = { ...(config.config ?? {}), Labels: { ...(config.config?.Labels ?? {}), ...options.labels } };
+    }
+    const image = new BuiltImage(omitEmpty(config), target.image.layers);
+    const digest = image.manifest.digest;
+    logger.log('info', `built image ${digest} (config ${image.config.descriptor.digest})`, { digest, imageId: image.config.descriptor.digest });
+
+    const result: BuildResult = {
+      digest,
+      imageId: image.config.descriptor.digest,
+      manifestMediaType: image.manifest.mediaType,
+      pushed: [],
+      outputs: [],
+      steps,
+    };
+    await writeDigestFiles(options, digest, destinations);
+    const refTags = [...new Set(destinations.map((d) => parseReference(d).tag ?? 'latest'))];
+    if (options.ociLayoutPath) {
+      await exportOciLayout(image, options.ociLayoutPath, refTags.length ? refTags : ['latest'], signal);
+      result.outputs.push({ kind: 'oci-layout', path: resolve(options.ociLayoutPath) });
+      logger.log('info', `wrote OCI layout ${resolve(options.ociLayoutPath)}`);
+    }
+    if (options.tarPath) {
+      await exportDockerArchive(image, options.tarPath, destinations, signal);
+      result.outputs.push({ kind: 'docker-archive', path: resolve(options.tarPath) });
+      logger.log('info', `wrote docker archive ${resolve(options.tarPath)}`);
+    }
+    if (!options.noPush) {
+      const mount = target.image.base?.repository;
+      for (const d of destinations) {
+        const pushed = await pushImage(image, d, {
+          client,
+          retries: options.pushRetry ?? 0,
+          logger,
+          ...(mount ? { mountFrom: mount } : {}),
+          ...(signal ? { signal } : {}),
+          ...(options.pushBackoffMs !== undefined ? { backoffMs: options.pushBackoffMs } : {}),
+        });
+        result.pushed.push({ reference: d, digest: pushed });
+        logger.log('info', `pushed ${d}@${pushed}`, { reference: d, digest: pushed });
+      }
+    }
+    if (result.pushed.length === 0 && result.outputs.length === 0 && options.defaultOutputDir !== false) {
+      const dir = resolve(options.defaultOutputDir ?? 'gantry-out');
+      await exportOciLayout(image, dir, refTags.length ? refTags : ['latest'], signal);
+      result.outputs.push({ kind: 'oci-layout', path: dir });
+      logger.log('info', `wrote OCI layout ${dir} (nothing was pushed)`);
+    }
+    const builderOutput = env.BUILDER_OUTPUT;
+    if (builderOutput && result.pushed.length > 0) await writeBuilderOutput(builderOutput, result.pushed);
+    return result;
+  } finally {
+    await Promise.allSettled(opened.map((o) => o.reader.close?.()));
+    await client.close().catch(() => undefined);
+    if (cleanupContext) await cleanupContext().catch(() => undefined);
+    await rm(workDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  }
+}
+
+/**
+ * Resolves the base image of every planned stage (concurrently), puts ONBUILD triggers in
+ * place and works out each stage's dependencies; refuses RUN in triggers.
+ */
+async function prepareStages(plan: BuildPlan, client: RegistryClient, signal: AbortSignal | undefined, opened: ResolvedImage[]): Promise<Map<number, PreparedStage>> {
+  const wanted = new Set(plan.order);
+  // Stages named in FROM of planned stages are planned too (the plan includes them in order).
+  const bases = new Map<number, ResolvedImage>();
+  await Promise.all(
+    plan.order.map(async (i) => {
+      const st = plan.stages[i]!;
+      if (st.base.kind !== 'image') return;
+      const img = await resolveImage(st.base.ref, st.platform ?? plan.targetPlatform, client, signal);
+      opened.push(img);
+      bases.set(i, img);
+    }),
+  );
+  const prepared = new Map<number, PreparedStage>();
+  for (const i of plan.order) {
+    const st = plan.stages[i]!;
+    let triggers: string[] = [];
+    const base = bases.get(i);
+    if (base) triggers = [...(base.config.config?.OnBuild ?? [])];
+    else if (st.base.kind === 'stage') {
+      const parent = prepared.get(st.base.index);
+      triggers = (parent?.instructions ?? plan.stages[st.base.index]!.instructions).flatMap((inst) => (inst.kind === 'onbuild' ? [inst.expression] : []));
+    }
+    const injected = injectOnbuild(st, triggers, plan);
+    rejectRun(injected.instructions);
+    const needs = [...new Set(injected.dependencies.map((d) => d.stage))].sort((a, b) => a - b);
+    for (const n of needs) {
+      if (!wanted.has(n)) throw new GantryError('INTERNAL', `stage ${i} depends on stage ${n}, which is not planned`);
+    }
+    const p: PreparedStage = { planned: injected, instructions: injected.instructions, needs, triggers, triggerInstructions: injected.instructions.length - st.instructions.length };
+    if (base) p.base = base;
+    prepared.set(i, p);
+  }
+  return prepared;
+}

@@ -1,0 +1,314 @@
+/**
+ * Writes COPY/ADD sources into a root directory with BuildKit's semantics (fsutil copy):
+ * - the destination is a directory when it ends in `/` (or several sources are given); missing
+ *   parents are created 0755, owned by the --chown user (else 0:0);
+ * - a source directory copies its contents; into an existing directory they merge, and the
+ *   existing directory keeps its metadata;
+ * - a file copied onto an existing directory lands inside it;
+ * - modes and mtimes come from the source, owners are 0:0 for the build context (kept for other
+ *   stages) unless --chown; --chmod applies to every copied file and directory;
+ * - symlinks inside copied directories stay symlinks; hard links among copied files stay links.
+ * Every path written is recorded (relative to the root) so the layer holds exactly those.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readlink, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { basename, join, posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { decompressStream, detectFileCompression, readTar } from '../archive/index.js';
+import type { IgnoreMatcher } from '../dockerfile/index.js';
+import { resolveComponentsInRoot, unpackLayer } from '../fs/unpack/index.js';
+import { GantryError } from '../util/errors.js';
+import { lstatInTree, walkTree, type SourceTree, type TreeEntry } from './sources.js';
+import type { Owner } from './users.js';
+
+export type CopyItem =
+  /** A path of a source tree, symlink already followed; `name` is the name it was asked by. */
+  | { kind: 'tree'; tree: SourceTree; entry: TreeEntry; name: string; excludes?: IgnoreMatcher; parents?: string }
+  /** Generated content: heredocs, downloads (from a host file). */
+  | { kind: 'file'; name: string; data?: Buffer; host?: string; mode: number; mtime: Date }
+  /** A local tar archive ADD unpacks. */
+  | { kind: 'archive'; name: string; host: string };
+
+export interface CopyOptions {
+  chown?: Owner;
+  chmod?: number;
+  /** mtime of directories the copy creates. */
+  now: Date;
+  signal?: AbortSignal;
+}
+
+const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** The paths a copy wrote into a root, with the owners they must have in the layer. */
+export class RootWriter {
+  readonly written = new Set<string>();
+  readonly owners = new Map<string, Owner>();
+  private readonly dirTimes: Array<[string, Date]> = [];
+  private readonly links = new Map<string, string>();
+
+  constructor(readonly root: string) {}
+
+  private host(parts: readonly string[]): string {
+    return join(this.root, ...parts);
+  }
+
+  /** In-root components of `path`; the last one followed when it is a symlink and `followFinal`. */
+  resolve(path: string, followFinal: boolean): string[] {
+    return resolveComponentsInRoot(this.root, path, { followFinal });
+  }
+
+  private async setOwner(parts: readonly string[], owner: Owner): Promise<void> {
+    const rel = parts.join('/');
+    this.owners.set(rel, owner);
+    if (canChown) await lchown(this.host(parts), owner.uid, owner.gid);
+  }
+
+  private record(parts: readonly string[]): void {
+    this.written.add(parts.join('/'));
+  }
+
+  /** mkdir -p inside the root; created directories get 0755, `owner`, and `mtime`. */
+  async mkdirAll(path: string, owner: Owner, mtime: Date): Promise<string[]> {
+    const parts = this.resolve(path, true);
+    for (let i = 1; i <= parts.length; i++) {
+      const sub = parts.slice(0, i);
+      const host = this.host(sub);
+      const st = await lstat(host).catch(() => undefined);
+      if (st?.isDirectory()) continue;
+      if (st) {
+        throw new GantryError('BUILD_FAILED', `cannot create directory /${sub.join('/')}: a file with that name exists in the image`, {
+          hint: 'change the destination, or remove that file in an earlier step',
+        });
+      }
+      await mkdir(host);
+      await chmod(host, 0o755);
+      await this.setOwner(sub, owner);
+      this.dirTimes.push([host, mtime]);
+      this.record(sub);
+    }
+    return parts;
+  }
+
+  /** Removes whatever is at `parts` unless it is a directory and `keepDir`. Returns whether a directory remains. */
+  private async clear(parts: readonly string[], keepDir: boolean): Promise<boolean> {
+    const host = this.host(parts);
+    const st = await lstat(host).catch(() => undefined);
+    if (!st) return false;
+    if (st.isDirectory()) {
+      if (keepDir) return true;
+      await rm(host, { recursive: true, force: true });
+      return false;
+    }
+    await unlink(host);
+    return false;
+  }
+
+  async writeFile(parts: readonly string[], src: { host?: string; data?: Buffer }, meta: { mode: number; owner: Owner; mtime: Date; inode?: string }): Promise<void> {
+    await this.clear(parts, false);
+    const host = this.host(parts);
+    const first = meta.inode ? this.links.get(meta.inode) : undefined;
+    if (first !== undefined) {
+      await link(first, host);
+      this.record(parts);
+      return;
+    }
+    if (src.host !== undefined) await copyFile(src.host, host);
+    else await writeFile(host, src.data ?? Buffer.alloc(0));
+    if (meta.inode) this.links.set(meta.inode, host);
+    await this.setOwner(parts, meta.owner);
+    await chmod(host, meta.mode);
+    await utimes(host, meta.mtime, meta.mtime);
+    this.record(parts);
+  }
+
+  async writeSymlink(parts: readonly string[], target: string, meta: { owner: Owner; mtime: Date }): Promise<void> {
+    await this.clear(parts, false);
+    const host = this.host(parts);
+    await symlink(target, host);
+    await this.setOwner(parts, meta.owner);
+    await lutimes(host, meta.mtime, meta.mtime);
+    this.record(parts);
+  }
+
+  /** Creates (or, unless `keepExisting`, re-stamps) a directory with the given metadata. */
+  async writeDir(parts: readonly string[], meta: { mode: number; owner: Owner; mtime: Date }, keepExisting: boolean): Promise<void> {
+    const exists = await this.clear(parts, true);
+    if (exists && keepExisting) return;
+    const host = this.host(parts);
+    if (!exists) await mkdir(host);
+    await this.setOwner(parts, meta.owner);
+    await chmod(host, meta.mode);
+    this.dirTimes.push([host, meta.mtime]);
+    this.record(parts);
+  }
+
+  /** Directory times last, deepest first: writing inside a directory changes its mtime. */
+  async finish(): Promise<void> {
+    for (const [host, t] of this.dirTimes.reverse()) await utimes(host, t, t);
+    this.dirTimes.length = 0;
+  }
+}
+
+function treeOwner(item: { tree: SourceTree }, entry: TreeEntry, opts: CopyOptions): Owner {
+  if (opts.chown) return opts.chown;
+  return item.tree.resetOwners ? { uid: 0, gid: 0 } : { uid: entry.stat.uid, gid: entry.stat.gid };
+}
+
+function modeOf(entry: TreeEntry, opts: CopyOptions, tree?: SourceTree): number {
+  if (opts.chmod !== undefined) return opts.chmod;
+  // The context's root is not itself sent to BuildKit (only what is below it): its copy is a
+  // plain 0755 directory, whatever the mode of the directory the user builds from.
+  if (tree?.resetOwners && entry.rel === '') return 0o755;
+  return entry.stat.mode & 0o7777;
+}
+
+/**
+ * Copies one item to `dest` (an absolute in-image path). A destination that must be a directory
+ * (trailing slash, several sources) is created by the caller first, so items land inside it.
+ */
+export async function copyItem(w: RootWriter, item: CopyItem, dest: string, opts: CopyOptions): Promise<void> {
+  const owner0: Owner = opts.chown ?? { uid: 0, gid: 0 };
+  if (item.kind === 'archive') {
+    const parts = await w.mkdirAll(dest, owner0, opts.now);
+    await extractArchive(w, item.host, parts, opts);
+    return;
+  }
+  const isDir = item.kind === 'tree' && item.entry.stat.isDirectory();
+  // Where the item lands: into an existing directory, or at the destination itself.
+  let target: string[];
+  let mergeTop = false;
+  const resolved = w.resolve(dest, true);
+  const st = await lstat(join(w.root, ...resolved)).catch(() => undefined);
+  if (item.kind === 'tree' && item.parents !== undefined) {
+    target = w.resolve(posix.join(dest, item.parents), false);
+  } else if (st?.isDirectory()) {
+    if (isDir) {
+      target = resolved;
+      mergeTop = true;
+    } else target = [...resolved, item.name];
+  } else target = w.resolve(dest, false);
+
+  if (item.kind === 'tree' && item.parents !== undefined) await copyParents(w, item, dest, opts);
+  if (target.length > 1) await w.mkdirAll('/' + target.slice(0, -1).join('/'), owner0, opts.now);
+  if (item.kind === 'file') {
+    await w.writeFile(target, item, { mode: opts.chmod ?? item.mode, owner: owner0, mtime: item.mtime });
+    return;
+  }
+  const entry = item.entry;
+  const owner = treeOwner(item, entry, opts);
+  if (!isDir) {
+    await writeTreeEntry(w, item, entry, target, owner, opts);
+    return;
+  }
+  if (target.length === 0) mergeTop = true; // the root itself
+  else await w.writeDir(target, { mode: modeOf(entry, opts, item.tree), owner, mtime: entry.stat.mtime }, mergeTop);
+  for (const child of await walkTree(item.tree, entry, item.excludes)) {
+    if (opts.signal?.aborted) throw new GantryError('ABORTED', 'build cancelled');
+    const parts = [...target, ...child.rel.split('/')];
+    const childOwner = treeOwner(item, child, opts);
+    if (child.stat.isDirectory()) await w.writeDir(parts, { mode: modeOf(child, opts), owner: childOwner, mtime: child.stat.mtime }, false);
+    else await writeTreeEntry(w, item, child, parts, childOwner, opts);
+  }
+}
+
+/** --parents: the directories between the pivot and the source are copied with their metadata. */
+async function copyParents(w: RootWriter, item: Extract<CopyItem, { kind: 'tree' }>, dest: string, opts: CopyOptions): Promise<void> {
+  const comps = item.parents!.split('/').filter(Boolean);
+  const pivot = item.entry.rel.slice(0, item.entry.rel.length - item.parents!.length).replace(/\/+$/, '');
+  const destParts = await w.mkdirAll(dest, opts.chown ?? { uid: 0, gid: 0 }, opts.now);
+  for (let i = 1; i < comps.length; i++) {
+    const rel = [pivot, ...comps.slice(0, i)].filter(Boolean).join('/');
+    const dir = await lstatInTree(item.tree, rel, true);
+    if (!dir?.stat.isDirectory()) continue;
+    await w.writeDir([...destParts, ...comps.slice(0, i)], { mode: modeOf(dir, opts), owner: treeOwner(item, dir, opts), mtime: dir.stat.mtime }, true);
+  }
+}
+
+async function writeTreeEntry(w: RootWriter, item: { tree: SourceTree }, entry: TreeEntry, parts: string[], owner: Owner, opts: CopyOptions): Promise<void> {
+  const st = entry.stat;
+  if (st.isSymbolicLink()) {
+    await w.writeSymlink(parts, await readlink(entry.host), { owner, mtime: st.mtime });
+  } else if (st.isFile()) {
+    const inode = st.nlink > 1 ? `${item.tree.dir}:${st.dev}:${st.ino}` : undefined;
+    const meta: { mode: number; owner: Owner; mtime: Date; inode?: string } = { mode: modeOf(entry, opts), owner, mtime: st.mtime };
+    if (inode) meta.inode = inode;
+    await w.writeFile(parts, { host: entry.host }, meta);
+  } else {
+    throw new GantryError('UNSUPPORTED', `cannot copy ${entry.rel || '/'} from ${item.tree.name}: not a regular file, directory or symlink`, {
+      hint: 'devices, sockets and FIFOs cannot be copied; exclude them with .dockerignore or --exclude',
+    });
+  }
+}
+
+/**
+ * True when a local file is a tar archive, plain or gzip/bzip2/xz/zstd-compressed (what ADD
+ * unpacks): the first 512 decompressed bytes form a header with a valid checksum.
+ */
+export async function isTarArchive(host: string): Promise<boolean> {
+  let compression;
+  try {
+    compression = await detectFileCompression(host);
+  } catch {
+    return false;
+  }
+  const block = await firstBytes(host, compression, 512).catch(() => undefined);
+  if (!block || block.length < 512) return false;
+  const stored = parseInt(block.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim(), 8);
+  if (!Number.isFinite(stored)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : block[i]!;
+  return sum === stored;
+}
+
+async function firstBytes(host: string, compression: Awaited<ReturnType<typeof detectFileCompression>>, n: number): Promise<Buffer> {
+  const file = createReadStream(host);
+  const stream: Readable = compression === 'none' ? file : file.pipe(await decompressStream(compression));
+  const chunks: Buffer[] = [];
+  let have = 0;
+  try {
+    for await (const c of stream) {
+      chunks.push(c as Buffer);
+      have += (c as Buffer).length;
+      if (have >= n) break;
+    }
+  } finally {
+    file.destroy();
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, n);
+}
+
+/** Unpacks an archive into `destParts` (a directory of the root), recording every entry. */
+async function extractArchive(w: RootWriter, host: string, destParts: string[], opts: CopyOptions): Promise<void> {
+  const compression = await detectFileCompression(host);
+  const file = createReadStream(host);
+  const stream: Readable = compression === 'none' ? file : file.pipe(await decompressStream(compression));
+  file.on('error', (err) => stream.destroy(err));
+  const names: string[] = [];
+  const record = async function* () {
+    for await (const e of readTar(stream)) {
+      const name = e.header.name.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
+      const base = basename(name);
+      if (name !== '' && name !== '.' && !base.startsWith('.wh.')) names.push(name);
+      yield e;
+    }
+  };
+  const sub = join(w.root, ...destParts);
+  await unpackLayer(sub, record(), { ownership: canChown ? 'preserve' : 'squash', layerName: host, ...(opts.signal ? { signal: opts.signal } : {}) });
+  for (const name of names) {
+    const parts = [...destParts, ...posix.normalize(name).split('/').filter((p) => p && p !== '..')];
+    w.written.add(parts.join('/'));
+    if (opts.chown) {
+      if (canChown) await lchown(join(w.root, ...parts), opts.chown.uid, opts.chown.gid).catch(() => undefined);
+      w.owners.set(parts.join('/'), opts.chown);
+    }
+  }
+}
+
+/** A fresh, empty directory under `parent` (for --link layers and downloads). */
+export async function scratchDir(parent: string, prefix: string): Promise<string> {
+  const dir = join(parent, `${prefix}-${randomBytes(6).toString('hex')}`);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}

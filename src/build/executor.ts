@@ -1,0 +1,332 @@
+/**
+ * Runs one stage: starts from its base (scratch, image or earlier stage), then executes each
+ * instruction in order, expanding it with the stage's ARG/ENV scope, and records config, history
+ * and layers exactly as BuildKit's Dockerfile frontend would.
+ */
+import { rm } from 'node:fs/promises';
+import { basename, join, posix } from 'node:path';
+import {
+  chompHeredocContent,
+  IgnoreMatcher,
+  type AddInstruction,
+  type CopyInstruction,
+  type Instruction,
+  type WorkdirInstruction,
+} from '../dockerfile/index.js';
+import type { ImageConfig } from '../oci/types.js';
+import { GantryError, wrapError } from '../util/errors.js';
+import { copyItem, isTarArchive, RootWriter, scratchDir, type CopyItem } from './copy.js';
+import { download, isGitSource, isUrlSource } from './download.js';
+import { fileOpCreatedBy } from './history.js';
+import { entriesFromRoot, withParents, type ImageLayer } from './layers.js';
+import { applyMetadata, ensurePath, historyEntry, inheritConfig, normalizeWorkdir, scratchConfig, type MetaState } from './metadata.js';
+import type { BuildResult } from './options.js';
+import type { BuildSession, BuiltStage, PreparedStage } from './session.js';
+import { cleanSourcePath, hasWildcard, lstatInTree, matchSource, type SourceTree } from './sources.js';
+import { baseLayers, RootFs, type StageImage } from './stage.js';
+import { needsLookup, resolveOwner, type Owner } from './users.js';
+
+/** `file:line` of an instruction, for messages. */
+export function where(inst: Instruction): string {
+  return `${inst.node.range.file}:${inst.node.range.startLine}`;
+}
+
+function located(err: unknown, inst: Instruction): GantryError {
+  const e = err instanceof GantryError ? err : wrapError(err, 'executing instruction');
+  if (e.message.startsWith(where(inst))) return e;
+  return new GantryError(e.code, `${where(inst)}: ${e.message}`, { ...e.details, line: inst.node.range.startLine, file: inst.node.range.file }, { cause: err });
+}
+
+/** Instruction text for logs: continuation lines joined, whitespace collapsed. */
+export function displayInstruction(inst: Instruction): string {
+  return inst.node.original.replace(/\\\s*\n/g, ' ').replace(/\s+/g, ' ').trim();
+}
+
+class StageExecutor {
+  private readonly meta: MetaState;
+  private readonly layers: ImageLayer[];
+  private readonly rootfs: RootFs;
+
+  private readonly baseImage: StageImage['base'];
+
+  constructor(
+    private readonly s: BuildSession,
+    private readonly p: PreparedStage,
+    image: StageImage,
+  ) {
+    this.baseImage = image.base;
+    this.meta = { config: image.config, cmdSet: false };
+    this.layers = image.layers;
+    this.rootfs = new RootFs(join(s.workDir, `rootfs-${p.planned.index}`));
+  }
+
+  private get config(): ImageConfig {
+    return this.meta.config;
+  }
+
+  private root(): Promise<string> {
+    return this.rootfs.catchUp(this.layers, this.s.signal);
+  }
+
+  async run(): Promise<BuiltStage> {
+    const scope = this.p.planned.createScope(this.config.config?.Env ?? []);
+    const total = this.p.instructions.length;
+    let n = 0;
+    for (const raw of this.p.instructions) {
+      n++;
+      if (this.s.signal?.aborted) throw new GantryError('ABORTED', 'build cancelled');
+      const started = performance.now();
+      let layer: ImageLayer | undefined;
+      try {
+        const expanded = scope.next(raw).instruction;
+        layer = await this.execute(expanded);
+      } catch (err) {
+        throw located(err, raw);
+      }
+      const ms = performance.now() - started;
+      const text = (n <= this.p.triggerInstructions ? 'ONBUILD ' : '') + displayInstruction(raw);
+      const step: BuildResult['steps'][number] = {
+        stage: this.p.planned.name ?? String(this.p.planned.index),
+        instruction: text,
+        cached: false,
+        ms: Math.round(ms),
+      };
+      if (layer) step.layer = layer.descriptor.digest;
+      this.s.steps.push(step);
+      this.s.logger.log('info', `[${this.s.stageLabel(this.p.planned.index)}${n}/${total}] ${text}  ${(ms / 1000).toFixed(2)}s`, {
+        stage: step.stage,
+        step: n,
+        of: total,
+        ms: step.ms,
+        ...(layer ? { layer: layer.descriptor.digest } : {}),
+      });
+    }
+    const image: StageImage = { config: this.config, layers: this.layers };
+    if (this.baseImage) image.base = this.baseImage;
+    const rootfs = this.rootfs;
+    const layers = this.layers;
+    const signal = this.s.signal;
+    let files: Promise<string> | undefined;
+    return {
+      index: this.p.planned.index,
+      image,
+      rootfs,
+      files: () => (files ??= rootfs.catchUp(layers, signal)),
+    };
+  }
+
+  private history(createdBy: string, layer: ImageLayer | undefined): void {
+    const cfg = this.config;
+    cfg.history = [...(cfg.history ?? []), historyEntry(createdBy, this.s.created, layer === undefined)];
+    if (layer) cfg.rootfs = { type: 'layers', diff_ids: [...cfg.rootfs.diff_ids, layer.diffId] };
+  }
+
+  private async execute(inst: Instruction): Promise<ImageLayer | undefined> {
+    switch (inst.kind) {
+      case 'run':
+        throw unsupportedRun(inst);
+      case 'copy':
+      case 'add':
+        return this.copy(inst);
+      case 'workdir':
+        return this.workdir(inst);
+      case 'from':
+        throw new GantryError('INTERNAL', 'FROM inside a stage');
+      default: {
+        const msg = applyMetadata(this.meta, inst);
+        if (msg !== undefined) this.history(msg, undefined);
+        return undefined;
+      }
+    }
+  }
+
+  /** Adds a layer written from `root` (paths in `w`), or nothing when the step changed no path. */
+  private async addLayer(root: string, w: RootWriter): Promise<ImageLayer | undefined> {
+    if (withParents(w.written).length === 0) return undefined;
+    // Owners: what this step set, else what the layers below said (when unpacked without root).
+    const lower = root === this.rootfs.dir ? (rel: string) => this.rootfs.ownerOf(rel) : () => undefined;
+    const layer = await this.s.store.write(entriesFromRoot(root, w.written, (rel) => w.owners.get(rel) ?? lower(rel)), this.s.layerOptions);
+    if (root === this.rootfs.dir) for (const [k, v] of w.owners) this.rootfs.owners.set(k, v);
+    this.layers.push(layer);
+    return layer;
+  }
+
+  private async workdir(inst: WorkdirInstruction): Promise<ImageLayer | undefined> {
+    const c = (this.config.config ??= {});
+    const wd = normalizeWorkdir(c.WorkingDir, inst.path);
+    c.WorkingDir = wd;
+    let layer: ImageLayer | undefined;
+    if (wd !== '/') {
+      const root = await this.root();
+      const owner = c.User ? await resolveOwner(c.User, root) : { uid: 0, gid: 0 };
+      const w = new RootWriter(root);
+      await w.mkdirAll(wd, owner, this.s.now);
+      await w.finish();
+      layer = await this.addLayer(root, w);
+      if (layer) this.rootfs.markApplied(this.layers.length);
+    }
+    this.history(`WORKDIR ${wd}`, layer);
+    return layer;
+  }
+
+  private async sourceTree(inst: CopyInstruction | AddInstruction): Promise<SourceTree> {
+    if (inst.kind !== 'copy' || inst.from === undefined) return this.s.context;
+    const from = inst.from;
+    const idx = /^\d+$/.test(from) ? Number(from) : this.p.planned.dependencies.find((d) => d.node === inst.node)?.stage ?? this.stageByName(from);
+    if (idx !== undefined) {
+      const stage = await this.s.stage(idx);
+      return { dir: await stage.files(), resetOwners: false, name: `stage ${from}` };
+    }
+    return this.s.imageFiles(from);
+  }
+
+  private stageByName(name: string): number | undefined {
+    return this.s.plan.stages.find((st) => st.name === name.toLowerCase())?.index;
+  }
+
+  private async copy(inst: CopyInstruction | AddInstruction): Promise<ImageLayer | undefined> {
+    const c = (this.config.config ??= {});
+    const workdir = c.WorkingDir || '/';
+    const destRaw = inst.dest;
+    const trailing = destRaw === '' || destRaw === '.' || destRaw.endsWith('/') || destRaw.endsWith('/.');
+    const dest = posix.isAbsolute(destRaw) ? posix.normalize(destRaw) : posix.join(workdir, destRaw);
+    const parents = inst.kind === 'copy' && inst.parents;
+    const destIsDir = trailing || inst.sources.length + inst.contents.length > 1 || parents;
+
+    let chmod: number | undefined;
+    if (inst.chmod !== undefined) {
+      if (!/^[0-7]+$/.test(inst.chmod) || parseInt(inst.chmod, 8) > 0o7777) {
+        throw new GantryError('DOCKERFILE_INVALID', `invalid chmod parameter: '${inst.chmod}'. it should be octal string and between 0 and 07777`);
+      }
+      chmod = parseInt(inst.chmod, 8);
+    }
+    if (inst.kind === 'add' && inst.checksum !== undefined) {
+      if (inst.sources.length !== 1 || inst.contents.length > 0) throw new GantryError('DOCKERFILE_INVALID', 'checksum can\'t be specified for multiple sources');
+      if (!isUrlSource(inst.sources[0]!)) throw new GantryError('DOCKERFILE_INVALID', 'checksum can\'t be specified for non-HTTP(S) sources');
+    }
+
+    // The image's own /etc/passwd decides --chown names; a --link copy still looks names up there.
+    let chown: Owner | undefined;
+    if (inst.chown !== undefined && inst.chown !== '') {
+      chown = await resolveOwner(inst.chown, needsLookup(inst.chown) ? await this.root() : undefined);
+    }
+
+    const temp: string[] = [];
+    try {
+      const items = await this.collectItems(inst, temp);
+      const root = inst.link ? await scratchDir(this.s.workDir, 'link') : await this.root();
+      if (inst.link) temp.push(root);
+      const w = new RootWriter(root);
+      const opts = { now: this.s.now, ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(this.s.signal ? { signal: this.s.signal } : {}) };
+      if (destIsDir) await w.mkdirAll(dest, chown ?? { uid: 0, gid: 0 }, this.s.now);
+      for (const item of items) await copyItem(w, item, dest, opts);
+      await w.finish();
+      const layer = await this.addLayer(root, w);
+      if (!inst.link) this.rootfs.markApplied(this.layers.length);
+      const createdBy = fileOpCreatedBy({
+        kind: inst.kind,
+        parents,
+        ...(inst.chown !== undefined ? { chown: inst.chown } : {}),
+        ...(inst.chmod !== undefined ? { chmod: inst.chmod } : {}),
+        sources: inst.sources,
+        contents: inst.contents.map((x) => x.path),
+        dest: inst.dest,
+      });
+      this.history(createdBy, layer);
+      return layer;
+    } finally {
+      for (const t of temp) await rm(t, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * What a COPY/ADD copies: matched tree paths (named symlinks followed), local archives ADD
+   * unpacks, downloads (into directories added to `temp`) and heredoc files.
+   */
+  private async collectItems(inst: CopyInstruction | AddInstruction, temp: string[]): Promise<CopyItem[]> {
+    const isAdd = inst.kind === 'add';
+    const what = isAdd ? 'ADD' : 'COPY';
+    const parents = inst.kind === 'copy' && inst.parents;
+    const tree = await this.sourceTree(inst);
+    const excludes = inst.excludes.length ? new IgnoreMatcher(inst.excludes) : undefined;
+    const items: CopyItem[] = [];
+    for (const src of inst.sources) {
+      if (isGitSource(src)) {
+        throw new GantryError('UNSUPPORTED', `${what} of a git repository (${src}) is not supported by this version of gantry yet`, {
+          hint: 'clone the repository into the build context first, or use a git build context',
+        });
+      }
+      if (isUrlSource(src)) {
+        if (!isAdd) throw new GantryError('DOCKERFILE_INVALID', 'source can\'t be a URL for COPY', { hint: 'use ADD to download files' });
+        const dir = await scratchDir(this.s.workDir, 'download');
+        temp.push(dir);
+        const d = await download(src, dir, inst.checksum, this.s.signal);
+        items.push({ kind: 'file', name: d.name, host: d.host, mode: 0o600, mtime: d.mtime ?? this.s.now });
+        continue;
+      }
+      // --parents keeps the path below the `/./` pivot (or the whole path) under the destination.
+      const cut = parents ? src.indexOf('/./') : -1;
+      const pivot = cut >= 0 ? cleanSourcePath(src.slice(0, cut)) : '';
+      const matches = await matchSource(tree, src);
+      if (matches.length === 0) {
+        if (hasWildcard(cleanSourcePath(src))) continue;
+        const inContext = tree === this.s.context;
+        throw new GantryError('NOT_FOUND', `${what} failed: "/${cleanSourcePath(src)}": not found in ${tree.name}${inContext ? ' (or excluded by .dockerignore)' : ''}`, {
+          hint: inContext ? 'check the path is relative to the build context and not listed in .dockerignore' : 'check the path exists in that stage or image',
+        });
+      }
+      for (const m of matches) {
+        const entry = await lstatInTree(tree, m, true);
+        if (!entry) throw new GantryError('NOT_FOUND', `${what} failed: "/${m}" is a symlink whose target does not exist in ${tree.name}`);
+        if (excludes && m !== '' && !entry.stat.isDirectory() && excludes.matches(basename(m))) continue;
+        const name = basename(m) || basename(tree.dir);
+        if (isAdd && entry.stat.isFile() && inst.unpack !== false && (await isTarArchive(entry.host))) {
+          items.push({ kind: 'archive', name, host: entry.host });
+          continue;
+        }
+        const item: CopyItem = { kind: 'tree', tree, entry, name };
+        if (excludes) item.excludes = excludes;
+        if (parents) item.parents = pivot === '' ? m : posix.relative(pivot, m);
+        items.push(item);
+      }
+    }
+    for (const content of inst.contents) {
+      const heredoc = inst.node.heredocs.find((h) => h.name === content.path);
+      const data = heredoc?.chomp ? chompHeredocContent(content.data) : content.data;
+      items.push({ kind: 'file', name: content.path, data: Buffer.from(data), mode: 0o644, mtime: this.s.now });
+    }
+    if (items.length === 0) {
+      throw new GantryError('NOT_FOUND', 'no source files were specified', { hint: 'no file in the build context matches the source patterns' });
+    }
+    return items;
+  }
+}
+
+export function unsupportedRun(inst: Instruction): GantryError {
+  const r = inst.node.range;
+  return new GantryError('UNSUPPORTED', `${r.file}:${r.startLine}: RUN is not supported by this version of gantry yet`, {
+    hint: 'this version builds Dockerfiles without RUN (COPY/ADD and metadata instructions); move the commands into an earlier image or a separate build',
+    file: r.file,
+    line: r.startLine,
+    instruction: inst.node.original,
+  });
+}
+
+/** Builds one stage on top of its base (scratch, a resolved image or a finished stage). */
+export async function runStage(s: BuildSession, p: PreparedStage, parent?: BuiltStage): Promise<BuiltStage> {
+  let image: StageImage;
+  const base = p.planned.base;
+  if (base.kind === 'stage') {
+    if (!parent) throw new GantryError('INTERNAL', `stage ${p.planned.index} needs its base stage`);
+    image = { config: inheritConfig(parent.image.config), layers: [...parent.image.layers] };
+    if (parent.image.base) image.base = parent.image.base;
+  } else if (base.kind === 'image') {
+    if (!p.base) throw new GantryError('INTERNAL', `stage ${p.planned.index}: base image not resolved`);
+    image = { config: inheritConfig(p.base.config), layers: baseLayers(p.base), base: p.base };
+  } else {
+    image = { config: scratchConfig(p.planned.platform ?? s.plan.targetPlatform), layers: [] };
+  }
+  if (p.triggers.length > 0) delete image.config.config!.OnBuild;
+  ensurePath(image.config);
+  return new StageExecutor(s, p, image).run();
+}

@@ -1,0 +1,160 @@
+/**
+ * Export of the built image: an ImageReader over the new manifest/config and the layers (new
+ * ones from blob files, base ones streamed from where the base came from, never recompressed),
+ * copied with src/oci's copyImage to every output. Manifests use OCI media types, as BuildKit's
+ * image exporter does by default; base layers keep their bytes and digests, only their media type
+ * is written in OCI form.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { toRawManifest } from '../oci/canonical.js';
+import { configBlob } from '../oci/config.js';
+import { copyImage, type CopyOptions } from '../oci/copy.js';
+import { DockerArchiveWriter } from '../oci/dockerarchive-writer.js';
+import { OciLayoutWriter } from '../oci/layout.js';
+import { toOciMediaType } from '../oci/mediatype.js';
+import type { ImageReader, ImageWriter } from '../oci/store.js';
+import { MediaType, type Descriptor, type ImageConfig, type ImageManifest, type RawManifest } from '../oci/types.js';
+import { parseReference, RegistryImageWriter, type Reference, type RegistryClient, type Repository } from '../registry/index.js';
+import { GantryError, wrapError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import type { ImageLayer } from './layers.js';
+
+/** The finished image, readable by copyImage. */
+export class BuiltImage implements ImageReader {
+  readonly name = 'built image';
+  readonly manifest: RawManifest;
+  readonly config: { bytes: Buffer; descriptor: Descriptor };
+  private readonly layers = new Map<string, ImageLayer>();
+
+  constructor(config: ImageConfig, layers: readonly ImageLayer[]) {
+    this.config = configBlob(config, MediaType.OciConfig);
+    const doc: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      config: this.config.descriptor,
+      layers: layers.map((l) => {
+        const d: Descriptor = { mediaType: toOciMediaType(l.descriptor.mediaType), digest: l.descriptor.digest, size: l.descriptor.size };
+        if (l.descriptor.urls) d.urls = l.descriptor.urls;
+        return d;
+      }),
+    };
+    for (const l of layers) this.layers.set(l.descriptor.digest, l);
+    this.manifest = toRawManifest(doc);
+  }
+
+  async getManifest(): Promise<RawManifest> {
+    return this.manifest;
+  }
+
+  async getManifestByDescriptor(desc: Descriptor): Promise<RawManifest> {
+    if (desc.digest !== this.manifest.digest) throw new GantryError('NOT_FOUND', `built image has no manifest ${desc.digest}`);
+    return this.manifest;
+  }
+
+  async openBlob(desc: Descriptor, signal?: AbortSignal): Promise<Readable> {
+    if (desc.digest === this.config.descriptor.digest) return Readable.from([this.config.bytes]);
+    const layer = this.layers.get(desc.digest);
+    if (!layer) throw new GantryError('NOT_FOUND', `built image has no blob ${desc.digest}`);
+    return layer.open(signal);
+  }
+}
+
+/** Tag to use for a reference: its tag, or none when it is pinned by digest only. */
+function tagsOf(ref: Reference): string[] {
+  return ref.tag ? [ref.tag] : ref.digest ? [] : ['latest'];
+}
+
+async function writeTo(image: BuiltImage, writer: ImageWriter, tags: string[], opts: Partial<CopyOptions>): Promise<void> {
+  try {
+    await copyImage(image, undefined, writer, { tags, ...opts });
+    await writer.commit?.();
+  } catch (err) {
+    await writer.abort?.().catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function exportOciLayout(image: BuiltImage, dir: string, tags: string[], signal?: AbortSignal): Promise<void> {
+  const writer = await OciLayoutWriter.create(dir);
+  await writeTo(image, writer, tags, signal ? { signal } : {});
+}
+
+export async function exportDockerArchive(image: BuiltImage, file: string, tags: string[], signal?: AbortSignal): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const writer = await DockerArchiveWriter.create(file);
+  await writeTo(image, writer, tags, signal ? { signal } : {});
+}
+
+export interface PushOptions {
+  client: RegistryClient;
+  /** Retries of the whole push after the first attempt, 1 s, 2 s, 4 s... apart. */
+  retries: number;
+  /** Where base layers came from, for cross-repository mounts on the same registry. */
+  mountFrom?: Repository;
+  logger: Logger;
+  signal?: AbortSignal;
+  /** Base of the backoff in ms (tests shorten it). */
+  backoffMs?: number;
+}
+
+/** Pushes to one destination, retrying the whole push with exponential backoff. */
+export async function pushImage(image: BuiltImage, destination: string, opts: PushOptions): Promise<string> {
+  const ref = parseReference(destination);
+  const writer = new RegistryImageWriter({ reference: ref, client: opts.client });
+  const copyOpts: Partial<CopyOptions> = {};
+  if (opts.signal) copyOpts.signal = opts.signal;
+  if (opts.mountFrom) copyOpts.mountFrom = opts.mountFrom;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeTo(image, writer, tagsOf(ref), copyOpts);
+      return image.manifest.digest;
+    } catch (err) {
+      if (attempt >= opts.retries || opts.signal?.aborted) throw wrapError(err, `pushing ${destination}`);
+      const delay = (opts.backoffMs ?? 1000) * 2 ** attempt;
+      opts.logger.log('warn', `pushing ${destination} failed (${(err as Error).message}); retrying in ${(delay / 1000).toFixed(1)}s (${attempt + 1}/${opts.retries})`);
+      await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : undefined);
+    }
+  }
+}
+
+/** `registry/repository` as Kaniko's digest files name it. */
+function repoName(ref: Reference): string {
+  return `${ref.registry}/${ref.repository}`;
+}
+
+export interface DigestFiles {
+  digestFile?: string;
+  imageNameWithDigestFile?: string;
+  imageNameTagWithDigestFile?: string;
+}
+
+/** Kaniko's digest files: the digest; `repo@digest` lines; `repo:tag@digest` lines. */
+export async function writeDigestFiles(files: DigestFiles, digest: string, destinations: readonly string[]): Promise<void> {
+  const write = async (path: string, text: string) => {
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, text);
+    } catch (err) {
+      throw wrapError(err, `writing ${path}`);
+    }
+  };
+  const refs = destinations.map((d) => parseReference(d));
+  if (files.digestFile) await write(files.digestFile, digest);
+  if (files.imageNameWithDigestFile) await write(files.imageNameWithDigestFile, refs.map((r) => `${repoName(r)}@${digest}\n`).join(''));
+  if (files.imageNameTagWithDigestFile) {
+    await write(files.imageNameTagWithDigestFile, refs.map((r) => `${repoName(r)}:${r.tag ?? 'latest'}@${digest}\n`).join(''));
+  }
+}
+
+/** `$BUILDER_OUTPUT/images`: one `{"name":…,"digest":…}` line per pushed reference. */
+export async function writeBuilderOutput(dir: string, pushed: ReadonlyArray<{ reference: string; digest: string }>): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'images'), pushed.map((p) => JSON.stringify({ name: p.reference, digest: p.digest }) + '\n').join(''));
+  } catch (err) {
+    throw wrapError(err, `writing ${join(dir, 'images')}`);
+  }
+}

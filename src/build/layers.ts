@@ -1,0 +1,108 @@
+/**
+ * New layers: the paths a step wrote (plus their parent directories, as containerd's differ
+ * includes them) read back from the root they were written to, tarred deterministically,
+ * compressed and digested in one pass into a blob file under the build's work directory.
+ */
+import { createReadStream, type Stats } from 'node:fs';
+import { lstat, mkdir, readlink, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { writeLayer, type LayerEntry, type TarHeader } from '../archive/index.js';
+import type { Descriptor } from '../oci/types.js';
+import { wrapError } from '../util/errors.js';
+import type { Owner } from './users.js';
+
+/** A layer of the image being built: from the base image or written by this build. */
+export interface ImageLayer {
+  /** As the manifest that holds it names it. */
+  descriptor: Descriptor;
+  diffId: string;
+  open(signal?: AbortSignal): Promise<Readable>;
+  /** Set for layers this build wrote. */
+  file?: string;
+}
+
+export interface LayerWriteOptions {
+  compression: 'gzip' | 'zstd';
+  level?: number;
+  /** Clamp entry mtimes to this many seconds since the epoch (reproducible builds). */
+  clampMtime?: number;
+}
+
+/** Compares `/`-separated paths component by component, so parents sort before their children. */
+export function comparePaths(a: string, b: string): number {
+  const pa = a.split('/');
+  const pb = b.split('/');
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const c = Buffer.compare(Buffer.from(pa[i]!), Buffer.from(pb[i]!));
+    if (c !== 0) return c;
+  }
+  return pa.length - pb.length;
+}
+
+/** Paths (relative, no leading `/`) plus every ancestor directory, sorted parents first. */
+export function withParents(paths: Iterable<string>): string[] {
+  const all = new Set<string>();
+  for (const p of paths) {
+    const parts = p.split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('/'));
+  }
+  return [...all].sort(comparePaths);
+}
+
+function devNumbers(st: Stats): { devmajor: number; devminor: number } {
+  const rdev = st.rdev;
+  return { devmajor: (rdev >> 8) & 0xfff, devminor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
+}
+
+/** Tar entries for `paths` as they are now under `root`; `ownerOf` overrides the disk's owners. */
+export async function* entriesFromRoot(root: string, paths: Iterable<string>, ownerOf: (rel: string) => Owner | undefined): AsyncGenerator<LayerEntry> {
+  const links = new Map<string, string>();
+  for (const rel of withParents(paths)) {
+    const host = join(root, rel);
+    let st: Stats;
+    try {
+      st = await lstat(host);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // replaced later in the same step
+      throw err;
+    }
+    const owner = ownerOf(rel) ?? { uid: st.uid, gid: st.gid };
+    const base = { name: rel, mode: st.mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: st.mtime };
+    if (st.isDirectory()) yield { header: { ...base, type: 'dir' } };
+    else if (st.isSymbolicLink()) yield { header: { ...base, type: 'symlink', linkname: await readlink(host) } };
+    else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? links.get(key) : undefined;
+      if (first !== undefined) {
+        yield { header: { ...base, type: 'hardlink', linkname: first } };
+        continue;
+      }
+      if (st.nlink > 1) links.set(key, rel);
+      const header: TarHeader = { ...base, type: 'file', size: st.size };
+      yield { header, body: st.size > 0 ? createReadStream(host) : Buffer.alloc(0) };
+    } else if (st.isFIFO()) yield { header: { ...base, type: 'fifo' } };
+    else if (st.isCharacterDevice()) yield { header: { ...base, type: 'char', ...devNumbers(st) } };
+    else if (st.isBlockDevice()) yield { header: { ...base, type: 'block', ...devNumbers(st) } };
+  }
+}
+
+/** Where this build's layer blobs live: `<dir>/sha256/<hex>`. */
+export class LayerStore {
+  private seq = 0;
+  constructor(readonly dir: string) {}
+
+  async write(entries: AsyncIterable<LayerEntry>, opts: LayerWriteOptions): Promise<ImageLayer> {
+    try {
+      await mkdir(join(this.dir, 'sha256'), { recursive: true });
+      const tmp = join(this.dir, `.layer-${process.pid}-${this.seq++}`);
+      const r = await writeLayer(entries, tmp, { compression: opts.compression, level: opts.level, clampMtime: opts.clampMtime });
+      const file = join(this.dir, 'sha256', r.digest.slice('sha256:'.length));
+      await rename(tmp, file);
+      const descriptor: Descriptor = { mediaType: r.mediaType, digest: r.digest, size: r.size };
+      return { descriptor, diffId: r.diffId, file, open: async () => createReadStream(file) };
+    } catch (err) {
+      throw wrapError(err, 'writing layer');
+    }
+  }
+}

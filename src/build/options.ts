@@ -1,0 +1,81 @@
+import type { RegistryOptions } from '../registry/options.js';
+import type { Logger } from '../util/logger.js';
+
+/**
+ * What a build needs, independent of where it was asked for: `gantry executor` (Kaniko flags),
+ * `gantry build` (docker buildx flags), the GitHub Action and the library all map to this.
+ */
+export interface BuildOptions {
+  /**
+   * Build context location: a directory path, `dir://path`, `tar://file.tar[.gz]`, `tar://stdin`,
+   * `git://host/repo#ref#sha`, `https://host/repo.git#ref:subdir`.
+   */
+  context: string;
+  /** Sub-directory of the context to use as its root (`--context-sub-path`). */
+  contextSubPath?: string;
+  /** Dockerfile path: tried as given (relative to cwd), then relative to the context. Default `Dockerfile`. */
+  dockerfile?: string;
+  /** Stage to build; default the last. */
+  target?: string;
+  /** `KEY=VALUE` given as { KEY: VALUE }; `KEY` alone (undefined) takes the value from `env`. */
+  buildArgs?: Record<string, string | undefined>;
+  /** Labels merged into the final image config. */
+  labels?: Record<string, string>;
+  /** Target platform `os/arch[/variant]`; default the host's. Selects base images from indexes. */
+  platform?: string;
+  /** Build only the stages the target depends on (BuildKit's default; Kaniko's `--skip-unused-stages`). */
+  skipUnusedStages?: boolean;
+
+  /** Image references to push to. */
+  destinations?: string[];
+  /** Do not push even if destinations are given (Kaniko `--no-push`). */
+  noPush?: boolean;
+  /** docker-archive tarball to write (`--tar-path`); tagged with every destination. */
+  tarPath?: string;
+  /** OCI image layout directory to write (`--oci-layout-path`). */
+  ociLayoutPath?: string;
+  /** Files written after the image exists (Kaniko semantics). */
+  digestFile?: string;
+  imageNameWithDigestFile?: string;
+  imageNameTagWithDigestFile?: string;
+  /** Retries of the whole push with exponential backoff starting at 1 s. */
+  pushRetry?: number;
+  /** Skip the push-permission probe done before building. */
+  skipPushPermissionCheck?: boolean;
+  /**
+   * OCI layout written when nothing was pushed and no tarPath/ociLayoutPath was given, so a build
+   * always leaves its image somewhere. Default `./gantry-out` (relative to the process cwd);
+   * `false` writes nothing. Tagged with the destinations' tags, or `latest`.
+   */
+  defaultOutputDir?: string | false;
+  /** First delay of the push retry backoff in ms (default 1000, doubling); tests shorten it. */
+  pushBackoffMs?: number;
+
+  /** Clamp timestamps to 0 (or SOURCE_DATE_EPOCH) so rebuilds are byte-identical. */
+  reproducible?: boolean;
+  /** Layer compression for new layers; default gzip. */
+  compression?: 'gzip' | 'zstd';
+  compressionLevel?: number;
+
+  registry?: RegistryOptions;
+  /** Environment for bare build args, SOURCE_DATE_EPOCH, GIT_* credentials, BUILDER_OUTPUT. Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Working directory for temp files (layers, contexts). Default os.tmpdir(). */
+  workDir?: string;
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+export interface BuildResult {
+  /** Digest of the image manifest. */
+  digest: string;
+  /** Digest of the image config (Docker's "image ID"). */
+  imageId: string;
+  manifestMediaType: string;
+  /** Every reference the image was pushed to, with its digest. */
+  pushed: Array<{ reference: string; digest: string }>;
+  /** Local outputs written. */
+  outputs: Array<{ kind: 'oci-layout' | 'docker-archive'; path: string }>;
+  /** One entry per executed instruction. */
+  steps: Array<{ stage: string; instruction: string; cached: boolean; ms: number; layer?: string }>;
+}

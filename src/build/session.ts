@@ -1,0 +1,54 @@
+import type { BuildPlan, Instruction, PlannedStage } from '../dockerfile/index.js';
+import type { RegistryClient } from '../registry/index.js';
+import type { Logger } from '../util/logger.js';
+import type { ResolvedImage } from './base.js';
+import type { LayerStore, LayerWriteOptions } from './layers.js';
+import type { BuildResult } from './options.js';
+import type { SourceTree } from './sources.js';
+import type { RootFs, StageImage } from './stage.js';
+
+/** A stage whose base is known and whose ONBUILD triggers are in place, ready to run. */
+export interface PreparedStage {
+  planned: PlannedStage;
+  /** Triggers first, then the stage's own instructions. */
+  instructions: Instruction[];
+  /** Stage indexes this stage needs finished first (FROM, COPY --from, triggers). */
+  needs: number[];
+  base?: ResolvedImage;
+  /** The base config's (or base stage's) ONBUILD triggers consumed by this stage. */
+  triggers: string[];
+  /** How many of `instructions` (the first ones) came from those triggers. */
+  triggerInstructions: number;
+}
+
+/** A finished stage. */
+export interface BuiltStage {
+  index: number;
+  image: StageImage;
+  /** The stage's files, unpacked on first use (COPY --from, stages built FROM it). */
+  files(): Promise<string>;
+  rootfs: RootFs;
+}
+
+/** What every stage executor shares within one build. */
+export interface BuildSession {
+  plan: BuildPlan;
+  prepared: Map<number, PreparedStage>;
+  context: SourceTree;
+  store: LayerStore;
+  layerOptions: LayerWriteOptions;
+  client: RegistryClient;
+  /** Temp directory of this build (rootfs dirs, downloads, link layers). */
+  workDir: string;
+  /** `created` of new config/history entries. */
+  created: Date;
+  /** mtime for directories and heredoc files this build creates. */
+  now: Date;
+  logger: Logger;
+  signal?: AbortSignal;
+  stage(index: number): Promise<BuiltStage>;
+  /** Files of an image named by COPY --from=<image>, unpacked once per build. */
+  imageFiles(ref: string): Promise<SourceTree>;
+  steps: BuildResult['steps'];
+  stageLabel(index: number): string;
+}
