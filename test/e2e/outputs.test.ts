@@ -103,7 +103,11 @@ describe('--push-retry', () => {
     assert.equal(r.pushed.length, 1);
     const raw = await skopeoInspectRaw(reg, 'retry/app:1');
     assert.ok(raw.length > 0);
-    assert.equal(proxy.hits.filter((h) => h.method === 'PUT' && h.path.includes('/manifests/')).length, 2);
+    // One injected failure, then the whole push again (how many manifest PUTs a push makes —
+    // by digest and/or by tag — is the registry client's business).
+    const puts = proxy.hits.filter((h) => h.method === 'PUT' && h.path.includes('/manifests/'));
+    assert.equal(puts.filter((h) => h.rule !== undefined).length, 1);
+    assert.ok(puts.filter((h) => h.rule === undefined).length >= 1);
   });
 
   it('gives up after pushRetry retries', async () => {
