@@ -1,0 +1,115 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, readFile, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { tempDir, type TempDir } from '../testing/tmp.js';
+import { writeLayer } from '../archive/index.js';
+import { unpackLayerStream } from '../fs/index.js';
+import { isGantryError } from '../util/errors.js';
+import { UnpackedLayerStore, type UnpackFn } from './layer-store.js';
+
+let tmp: TempDir;
+before(async () => {
+  tmp = await tempDir('cache-layers');
+});
+after(async () => {
+  await tmp?.cleanup();
+});
+
+let seq = 0;
+async function makeLayer(files: Record<string, string>) {
+  const file = join(tmp.path, `layer-${seq++}.tar.gz`);
+  const entries = Object.entries(files).map(([name, text]) => {
+    const body = Buffer.from(text);
+    return { header: { name, type: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.length }, body };
+  });
+  const r = await writeLayer(entries, file, { compression: 'gzip', parallel: false });
+  return { diffId: r.diffId, open: async (): Promise<Readable> => createReadStream(file), uncompressed: r.uncompressedSize };
+}
+
+/** The real unpacker from src/fs, counting calls. */
+function countingUnpack(): { unpack: UnpackFn; calls: () => number } {
+  let n = 0;
+  return {
+    unpack: async (dir, tar, signal) => {
+      n++;
+      await unpackLayerStream(dir, tar, { ownership: 'preserve', ...(signal ? { signal } : {}) });
+    },
+    calls: () => n,
+  };
+}
+
+test('layer store: a layer is unpacked once and reused by later builds', async () => {
+  const dir = join(tmp.path, 'reuse');
+  const layer = await makeLayer({ 'etc/os-release': 'ID=test\n', 'bin/tool': '#!/bin/sh\n' });
+  const counter = countingUnpack();
+  const build1 = new UnpackedLayerStore(dir, { unpack: counter.unpack });
+  const path = await build1.ensure(layer.diffId, layer.open);
+  assert.equal(path, join(dir, layer.diffId.slice(7)));
+  assert.equal(await readFile(join(path, 'etc/os-release'), 'utf8'), 'ID=test\n');
+
+  const build2 = new UnpackedLayerStore(dir, { unpack: counter.unpack });
+  assert.equal(await build2.ensure(layer.diffId, layer.open), path);
+  assert.equal(await build2.lookup(layer.diffId), path);
+  assert.equal(counter.calls(), 1);
+  const [info] = await build2.list();
+  assert.equal(info?.bytes, layer.uncompressed);
+});
+
+test('layer store: concurrent requests for one layer share one unpack', async () => {
+  const layer = await makeLayer({ a: 'concurrent' });
+  const counter = countingUnpack();
+  const store = new UnpackedLayerStore(join(tmp.path, 'concurrent'), { unpack: counter.unpack });
+  const paths = await Promise.all([1, 2, 3].map(() => store.ensure(layer.diffId, layer.open)));
+  assert.equal(new Set(paths).size, 1);
+  assert.equal(counter.calls(), 1);
+});
+
+test('layer store: content that does not match the diffID fails and leaves nothing behind', async () => {
+  const dir = join(tmp.path, 'mismatch');
+  const real = await makeLayer({ a: 'real' });
+  const other = await makeLayer({ a: 'other' });
+  const store = new UnpackedLayerStore(dir, { unpack: countingUnpack().unpack });
+  await assert.rejects(store.ensure(real.diffId, other.open), (e) => isGantryError(e, 'DIGEST_MISMATCH'));
+  assert.deepEqual(await readdir(dir), []);
+  assert.equal(await store.lookup(real.diffId), undefined);
+});
+
+test('layer store: over the size limit the least recently used layer of another build is evicted', async () => {
+  const dir = join(tmp.path, 'evict');
+  const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => makeLayer({ [n]: n.repeat(20_000) })));
+  const { unpack } = countingUnpack();
+  const pa = await new UnpackedLayerStore(dir, { unpack }).ensure(a!.diffId, a!.open);
+  const pb = await new UnpackedLayerStore(dir, { unpack }).ensure(b!.diffId, b!.open);
+  // a used an hour ago, b a minute ago: a is the least recently used.
+  await utimes(pa, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+  await utimes(pb, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+  const limit = a!.uncompressed + b!.uncompressed + 1000;
+  const build3 = new UnpackedLayerStore(dir, { unpack, maxBytes: limit });
+  await build3.ensure(c!.diffId, c!.open);
+  const left = (await build3.list()).map((l) => l.diffId).sort();
+  assert.deepEqual(left, [b!.diffId, c!.diffId].sort());
+  assert.ok((await readdir(dir)).every((n) => !n.startsWith('.')), 'no temp or trash directories remain');
+});
+
+test('layer store: prune removes old layers, leftovers of interrupted unpacks, or everything', async () => {
+  const dir = join(tmp.path, 'prune');
+  const [a, b] = await Promise.all([makeLayer({ a: 'a' }), makeLayer({ b: 'b' })]);
+  const { unpack } = countingUnpack();
+  const pa = await new UnpackedLayerStore(dir, { unpack }).ensure(a.diffId, a.open);
+  await new UnpackedLayerStore(dir, { unpack }).ensure(b.diffId, b.open);
+  await utimes(pa, new Date(Date.now() - 48 * 3_600_000), new Date(Date.now() - 48 * 3_600_000));
+  await mkdir(join(dir, '.tmp-interrupted', 'etc'), { recursive: true });
+
+  const gc = new UnpackedLayerStore(dir, { unpack });
+  const old = await gc.prune({ olderThanMs: 24 * 3_600_000 });
+  assert.deepEqual(old.removed, [a.diffId]);
+  assert.ok(old.freedBytes > 0);
+  assert.deepEqual((await readdir(dir)).sort(), [b.diffId.slice(7), `${b.diffId.slice(7)}.size`]);
+
+  const all = await gc.prune({ all: true });
+  assert.deepEqual(all.removed, [b.diffId]);
+  assert.deepEqual(await readdir(dir), []);
+});
