@@ -1,6 +1,6 @@
 /**
  * `build(options)`: Dockerfile + context -> image -> outputs. The order matters for users:
- * everything that can fail cheaply fails before any work (Dockerfile errors, RUN not supported,
+ * everything that can fail cheaply fails before any work (Dockerfile errors, no RUN sandbox here,
  * base images that do not resolve, push permission), stages then run dependencies first (up to
  * two at a time), and outputs are written only once the image is complete.
  */
@@ -14,7 +14,8 @@ import { GantryError, wrapError } from '../util/errors.js';
 import { limiter } from '../util/limit.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { resolveImage, type ResolvedImage } from './base.js';
-import { runStage, unsupportedRun } from './executor.js';
+import { runStage } from './executor.js';
+import { defaultRunCacheDir, RunContext } from './run-context.js';
 import { BuiltImage, exportDockerArchive, exportOciLayout, pushImage, writeBuilderOutput, writeDigestFiles } from './export.js';
 import { LayerStore } from './layers.js';
 import { formatTime, omitEmpty } from './metadata.js';
@@ -49,11 +50,7 @@ function sourceDateEpoch(opts: BuildOptions, env: NodeJS.ProcessEnv): number | u
   return Number(raw);
 }
 
-/** Every RUN of the planned stages (and of triggers) is refused before any work starts. */
-function rejectRun(instructions: readonly Instruction[]): void {
-  const run = instructions.find((i) => i.kind === 'run');
-  if (run) throw unsupportedRun(run);
-}
+const hasRun = (instructions: readonly Instruction[]) => instructions.some((i) => i.kind === 'run');
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const env = options.env ?? process.env;
@@ -90,7 +87,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       includeUnreachable: options.skipUnusedStages === false,
     });
     for (const w of plan.warnings) logger.log('warn', w.message, { rule: w.rule });
-    for (const i of plan.order) rejectRun(plan.stages[i]!.instructions);
+    const runContext = new RunContext({
+      sandbox: options.sandbox ?? 'auto',
+      secrets: options.secrets ?? {},
+      env,
+      cacheDir: options.cacheDir ?? defaultRunCacheDir(env),
+      network: options.network ?? 'default',
+      addHosts: options.addHosts ?? [],
+      workDir,
+      logger,
+    });
+    // A Dockerfile with RUN learns now, before any download, whether it can run here.
+    if (plan.order.some((i) => hasRun(plan.stages[i]!.instructions))) await runContext.sandbox();
     const epoch = sourceDateEpoch(options, env);
 
     const ignore = await loadDockerignore({ contextDir: ctx.dir, dockerfile: dockerfilePath });
@@ -137,6 +145,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       logger,
       signal,
       steps,
+      run: runContext,
       stageLabel: (i) => (single ? '' : `${plan.stages[i]!.name ?? `stage-${i}`} `),
       stage(index: number): Promise<BuiltStage> {
         let p = running.get(index);
@@ -250,7 +259,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
 /**
  * Resolves the base image of every planned stage (concurrently), puts ONBUILD triggers in
- * place and works out each stage's dependencies; refuses RUN in triggers.
+ * place and works out each stage's dependencies.
  */
 async function prepareStages(plan: BuildPlan, client: RegistryClient, signal: AbortSignal | undefined, opened: ResolvedImage[]): Promise<Map<number, PreparedStage>> {
   const wanted = new Set(plan.order);
@@ -276,7 +285,6 @@ async function prepareStages(plan: BuildPlan, client: RegistryClient, signal: Ab
       triggers = (parent?.instructions ?? plan.stages[st.base.index]!.instructions).flatMap((inst) => (inst.kind === 'onbuild' ? [inst.expression] : []));
     }
     const injected = injectOnbuild(st, triggers, plan);
-    rejectRun(injected.instructions);
     const needs = [...new Set(injected.dependencies.map((d) => d.stage))].sort((a, b) => a - b);
     for (const n of needs) {
       if (!wanted.has(n)) throw new GantryError('INTERNAL', `stage ${i} depends on stage ${n}, which is not planned`);

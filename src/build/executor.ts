@@ -11,6 +11,8 @@ import {
   type AddInstruction,
   type CopyInstruction,
   type Instruction,
+  type RunInstruction,
+  type StageScope,
   type WorkdirInstruction,
 } from '../dockerfile/index.js';
 import type { ImageConfig } from '../oci/types.js';
@@ -23,6 +25,7 @@ import { applyMetadata, ensurePath, historyEntry, inheritConfig, normalizeWorkdi
 import type { BuildResult } from './options.js';
 import type { BuildSession, BuiltStage, PreparedStage } from './session.js';
 import { cleanSourcePath, hasWildcard, lstatInTree, matchSource, type SourceTree } from './sources.js';
+import { runStep } from './run.js';
 import { baseLayers, RootFs, type StageImage } from './stage.js';
 import { needsLookup, resolveOwner, type Owner } from './users.js';
 
@@ -77,9 +80,10 @@ class StageExecutor {
       if (this.s.signal?.aborted) throw new GantryError('ABORTED', 'build cancelled');
       const started = performance.now();
       let layer: ImageLayer | undefined;
+      const prefix = `[${this.s.stageLabel(this.p.planned.index)}${n}/${total}]`;
       try {
         const expanded = scope.next(raw).instruction;
-        layer = await this.execute(expanded);
+        layer = expanded.kind === 'run' ? await this.runInstruction(expanded, scope, raw, prefix) : await this.execute(expanded);
       } catch (err) {
         throw located(err, raw);
       }
@@ -124,7 +128,7 @@ class StageExecutor {
   private async execute(inst: Instruction): Promise<ImageLayer | undefined> {
     switch (inst.kind) {
       case 'run':
-        throw unsupportedRun(inst);
+        throw new GantryError('INTERNAL', 'RUN goes through runInstruction');
       case 'copy':
       case 'add':
         return this.copy(inst);
@@ -149,6 +153,36 @@ class StageExecutor {
     if (root === this.rootfs.dir) for (const [k, v] of w.owners) this.rootfs.owners.set(k, v);
     this.layers.push(layer);
     return layer;
+  }
+
+  /** RUN: see run.ts. The root catches up with the new layer when a later step needs files. */
+  private async runInstruction(inst: RunInstruction, scope: StageScope, raw: Instruction, prefix: string): Promise<ImageLayer> {
+    const root = await this.root();
+    const { layer, createdBy } = await runStep({
+      session: this.s,
+      inst,
+      display: displayInstruction(raw),
+      config: this.config,
+      root,
+      env: scope.runEnv(),
+      historyArgs: scope.historyArgs(),
+      prefix,
+      tree: (from) => this.mountTree(from),
+    });
+    this.layers.push(layer);
+    this.history(createdBy, layer);
+    return layer;
+  }
+
+  /** The tree of a RUN bind mount: the context, a stage (by name or index) or an image. */
+  private async mountTree(from: string | undefined): Promise<SourceTree> {
+    if (from === undefined || from === '') return this.s.context;
+    const idx = /^\d+$/.test(from) ? Number(from) : this.stageByName(from);
+    if (idx !== undefined) {
+      const stage = await this.s.stage(idx);
+      return { dir: await stage.files(), resetOwners: false, name: `stage ${from}` };
+    }
+    return this.s.imageFiles(from);
   }
 
   private async workdir(inst: WorkdirInstruction): Promise<ImageLayer | undefined> {
@@ -300,16 +334,6 @@ class StageExecutor {
     }
     return items;
   }
-}
-
-export function unsupportedRun(inst: Instruction): GantryError {
-  const r = inst.node.range;
-  return new GantryError('UNSUPPORTED', `${r.file}:${r.startLine}: RUN is not supported by this version of gantry yet`, {
-    hint: 'this version builds Dockerfiles without RUN (COPY/ADD and metadata instructions); move the commands into an earlier image or a separate build',
-    file: r.file,
-    line: r.startLine,
-    instruction: inst.node.original,
-  });
 }
 
 /** Builds one stage on top of its base (scratch, a resolved image or a finished stage). */

@@ -1,5 +1,6 @@
 import type { RegistryOptions } from '../registry/options.js';
 import type { Logger } from '../util/logger.js';
+import type { SandboxKind } from '../run/index.js';
 
 /**
  * What a build needs, independent of where it was asked for: `gantry executor` (Kaniko flags),
@@ -58,6 +59,20 @@ export interface BuildOptions {
   compressionLevel?: number;
 
   registry?: RegistryOptions;
+
+  /**
+   * How RUN is isolated: `auto` (default) picks the first backend that works here and logs why;
+   * `ns` needs root with CAP_SYS_ADMIN. A sandbox is only set up when the build has a RUN.
+   */
+  sandbox?: 'auto' | SandboxKind;
+  /** Secrets for `RUN --mount=type=secret,id=ID`: a host file (`src`) or an environment variable (`env`, read from `env`). */
+  secrets?: Record<string, { src?: string; env?: string }>;
+  /** Network of RUN steps without `--network` (`docker buildx build --network`); default `default` (the host's). */
+  network?: 'default' | 'none' | 'host';
+  /** Extra `/etc/hosts` entries for RUN (`--add-host host:ip`). */
+  addHosts?: Array<{ host: string; ip: string }>;
+  /** Where `RUN --mount=type=cache` directories persist between builds; default `~/.cache/gantry/run-cache`. */
+  cacheDir?: string;
   /** Environment for bare build args, SOURCE_DATE_EPOCH, GIT_* credentials, BUILDER_OUTPUT. Default process.env. */
   env?: NodeJS.ProcessEnv;
   /** Working directory for temp files (layers, contexts). Default os.tmpdir(). */

@@ -4,6 +4,7 @@ import type { Logger } from '../util/logger.js';
 import type { ResolvedImage } from './base.js';
 import type { LayerStore, LayerWriteOptions } from './layers.js';
 import type { BuildResult } from './options.js';
+import type { RunContext } from './run-context.js';
 import type { SourceTree } from './sources.js';
 import type { RootFs, StageImage } from './stage.js';
 
@@ -50,5 +51,7 @@ export interface BuildSession {
   /** Files of an image named by COPY --from=<image>, unpacked once per build. */
   imageFiles(ref: string): Promise<SourceTree>;
   steps: BuildResult['steps'];
+  /** What RUN steps share within the build (sandbox backend, secrets, caches, hosts file). */
+  run: RunContext;
   stageLabel(index: number): string;
 }

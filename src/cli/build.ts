@@ -9,10 +9,10 @@ import { localContextDir, parseBuildArgs, parseLabels, resolveDockerfilePath } f
 import { summarize } from './executor.js';
 import { cliLogger } from './log.js';
 import { registryFlags, registryOptionsFromFlags } from './registry-flags.js';
+import { applyRunFlags, runFlags } from './run-flags.js';
 import type { CliIO } from './main.js';
 
 const NO_CACHE = 'the layer cache is not implemented yet';
-const NO_RUN = 'RUN is not implemented yet';
 
 const flags: FlagSpec[] = [
   { name: 'file', short: 'f', kind: 'string', valueName: 'path', help: 'Dockerfile (default: CONTEXT/Dockerfile)' },
@@ -33,11 +33,8 @@ const flags: FlagSpec[] = [
   { name: 'quiet', short: 'q', kind: 'bool', help: 'print only the image digest' },
   { name: 'cache-from', kind: 'list', valueName: 'type=…', help: 'external cache sources', unsupported: NO_CACHE },
   { name: 'cache-to', kind: 'list', valueName: 'type=…', help: 'external cache destinations', unsupported: NO_CACHE },
-  { name: 'secret', kind: 'list', valueName: 'id=…,src=…', help: 'secret exposed to RUN --mount=type=secret', unsupported: NO_RUN },
-  { name: 'ssh', kind: 'list', valueName: 'default|id=…', help: 'SSH agent socket for RUN --mount=type=ssh', unsupported: NO_RUN },
-  { name: 'network', kind: 'string', valueName: 'mode', help: 'networking mode for RUN', unsupported: NO_RUN },
-  { name: 'add-host', kind: 'list', valueName: 'host:ip', help: 'extra /etc/hosts entry for RUN', unsupported: NO_RUN },
-  { name: 'sandbox', kind: 'string', valueName: 'auto|ns|rootless|inplace', help: 'how RUN is isolated', unsupported: NO_RUN },
+  { name: 'ssh', kind: 'list', valueName: 'default|id=…', help: 'SSH agent socket for RUN --mount=type=ssh', unsupported: 'SSH agent forwarding is not implemented yet; use a secret mount for keys' },
+  ...runFlags,
   { name: 'load', kind: 'bool', help: 'load into a Docker daemon', unsupported: 'gantry talks to no Docker daemon; use --output type=docker,dest=FILE and `docker load -i FILE`' },
   { name: 'annotation', kind: 'list', valueName: 'key=value', help: 'manifest annotation', unsupported: 'annotations are not implemented yet' },
   { name: 'provenance', kind: 'string', valueName: 'mode', help: 'provenance attestation', unsupported: 'attestations are not implemented yet' },
@@ -159,6 +156,7 @@ export async function buildCommand(args: string[], io: CliIO): Promise<number> {
   if (p.values.target) opts.target = p.values.target as string;
   if (p.values.platform) opts.platform = p.values.platform as string;
   applyOutputs(p, opts);
+  applyRunFlags(p, opts, io.env);
   const result = await build(opts);
   if (p.values.iidfile) await writeFile(p.values.iidfile as string, result.imageId);
   if (p.values['metadata-file']) {

@@ -1,5 +1,6 @@
 import type { FlagSpec } from './flags.js';
 import { registryFlags } from './registry-flags.js';
+import { runFlags } from './run-flags.js';
 
 /**
  * Every flag of Kaniko's `executor` (v1.24.0, cmd/executor/cmd/root.go: 60 registrations incl.
@@ -8,7 +9,7 @@ import { registryFlags } from './registry-flags.js';
  * `unsupported` and fails loudly when used.
  */
 const CACHE = 'the layer cache is not implemented yet';
-const SNAPSHOT = 'filesystem snapshots for RUN are not implemented yet';
+const SNAPSHOT = 'RUN layers are always the exact overlay diff; this snapshot option is not implemented';
 const REMOTE_CTX = 'use a directory, tar:// or git:// context';
 
 export const executorFlags: FlagSpec[] = [
@@ -55,13 +56,15 @@ export const executorFlags: FlagSpec[] = [
   { name: 'image-download-retry', kind: 'string', default: '0', valueName: 'n', help: 'retries for base image manifest downloads' },
   { name: 'azure-container-registry-config', kind: 'string', hidden: true, help: 'Azure credential file', unsupported: 'use a docker config.json or credential helper for Azure Container Registry' },
   // snapshot / filesystem
-  { name: 'snapshot-mode', aliases: ['snapshotMode'], kind: 'string', default: 'full', valueName: 'full|redo|time', help: 'how RUN changes are detected', unsupported: SNAPSHOT },
+  { name: 'snapshot-mode', aliases: ['snapshotMode'], kind: 'string', default: 'full', valueName: 'full|redo|time', help: 'how RUN changes are detected (accepted; gantry always takes the exact overlay diff)' },
   { name: 'single-snapshot', kind: 'bool', help: 'one layer for the whole stage', unsupported: SNAPSHOT },
-  { name: 'use-new-run', kind: 'bool', help: 'Kaniko experimental RUN', unsupported: SNAPSHOT },
+  { name: 'use-new-run', kind: 'bool', help: 'Kaniko experimental RUN (accepted; gantry RUN always works this way)' },
   { name: 'ignore-var-run', aliases: ['whitelist-var-run'], kind: 'bool', default: true, help: 'keep /var/run out of snapshots' },
   { name: 'ignore-path', kind: 'list', valueName: 'path', help: 'path kept out of snapshots and extraction', unsupported: SNAPSHOT },
   { name: 'image-fs-extract-retry', kind: 'string', default: '0', valueName: 'n', help: 'retries for base image extraction' },
   { name: 'kaniko-dir', kind: 'string', env: 'KANIKO_DIR', default: '/kaniko', valueName: 'dir', help: 'working directory of the executor' },
+  // RUN (gantry extensions)
+  ...runFlags,
   // logging
   { name: 'verbosity', short: 'v', kind: 'string', default: 'info', valueName: 'level', help: 'trace, debug, info, warn, error, fatal, panic' },
   { name: 'log-format', kind: 'string', default: 'color', valueName: 'text|color|json', help: 'log format' },

@@ -5,6 +5,7 @@ import { formatHelp, parseFlags, rejectUnsupported, UsageError, type ParsedFlags
 import { nonNegativeInt, parseBuildArgs, parseLabels } from './build-options.js';
 import { cliLogger } from './log.js';
 import { registryOptionsFromFlags } from './registry-flags.js';
+import { applyRunFlags } from './run-flags.js';
 import type { CliIO } from './main.js';
 
 const USAGE = 'gantry executor [flags]   (also installed as /kaniko/executor in the executor image)';
@@ -14,7 +15,9 @@ const helpFlag = { name: 'help', short: 'h', kind: 'bool' as const, help: 'show 
 
 /** Flags whose Kaniko meaning is already what gantry always does (so accepting them ignores nothing). */
 function checkSatisfiedFlags(p: ParsedFlags): void {
-  if (p.values['ignore-var-run'] === false) throw new UsageError('gantry executor: --ignore-var-run=false is not supported yet: filesystem snapshots for RUN are not implemented yet');
+  if (p.values['ignore-var-run'] === false) throw new UsageError('gantry executor: --ignore-var-run=false is not supported: RUN mount points such as /var/run are never captured in layers');
+  const mode = p.values['snapshot-mode'] as string;
+  if (!['full', 'redo', 'time'].includes(mode)) throw new UsageError(`invalid --snapshot-mode "${mode}": expected full, redo or time`);
   if (p.given.has('force-build-metadata')) throw new UsageError('gantry executor: flag --force-build-metadata is not supported yet');
   if (p.given.has('push-ignore-immutable-tag-errors')) throw new UsageError('gantry executor: flag --push-ignore-immutable-tag-errors is not supported yet');
 }
@@ -66,6 +69,7 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
   if (level > 0) opts.compressionLevel = level;
   if (p.given.has('git')) (opts as BuildOptions & { git?: string }).git = v.git as string;
   if (p.given.has('kaniko-dir')) opts.workDir = v['kaniko-dir'] as string;
+  applyRunFlags(p, opts, io.env);
   return opts;
 }
 
