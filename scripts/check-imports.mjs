@@ -15,7 +15,7 @@ const allowed = {
   cache: ['util', 'oci', 'registry', 'archive'],
   context: ['util', 'dockerfile', 'archive'],
   build: ['dockerfile', 'oci', 'archive', 'registry', 'fs', 'run', 'cache', 'context', 'util'],
-  cli: ['build', 'util', 'dockerfile', 'oci', 'registry', 'archive', 'context'],
+  cli: ['build', 'util', 'dockerfile', 'oci', 'registry', 'archive', 'context', 'run'],
   action: ['build', 'util', 'registry', 'oci'],
   testing: null, // anything
 };

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 // Entry compiled from the TypeScript sources (not dist/), so the bundle never picks up stale output.
-const ENTRY = `import { main } from './src/cli/main.ts';
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+const ENTRY = `import { runCli } from './src/cli/main.ts';
+runCli(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 `;
 
 // `import.meta` does not exist in CJS, and the bundle has no files around it: each use in the

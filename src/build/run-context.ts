@@ -34,6 +34,19 @@ export function defaultRunCacheDir(env: NodeJS.ProcessEnv): string {
   return join(base, 'gantry', 'run-cache');
 }
 
+/**
+ * src/run has the inplace backend (Kaniko's model: unpack onto `/`, walk snapshots), but the
+ * build engine still takes RUN layers from an overlay upper dir; until it drives the walk
+ * snapshotter, choosing inplace must fail rather than build wrong layers.
+ */
+function refuseUndriven(kind: SandboxKind): void {
+  if (kind === 'inplace') {
+    throw new GantryError('UNSUPPORTED', 'RUN with the inplace sandbox is not supported by the build engine yet (only ns and rootless are)', {
+      hint: 'run gantry as root with CAP_SYS_ADMIN (ns), or as a user with user namespaces (rootless)',
+    });
+  }
+}
+
 /** Picks the backend: `auto` takes what detectSandbox finds; an explicit kind must be usable here. */
 export async function chooseSandbox(want: 'auto' | SandboxKind, stateDir: string, logger: Logger): Promise<SandboxKind> {
   const detection = await detectSandbox({ stateDir });
@@ -45,9 +58,11 @@ export async function chooseSandbox(want: 'auto' | SandboxKind, stateDir: string
         hint: 'run gantry as root with CAP_SYS_ADMIN (a VM, sudo, or a privileged pod) so the ns sandbox can be used',
       });
     }
+    refuseUndriven(detection.kind);
     logger.log('info', `RUN sandbox: ${detection.kind} (${check.reason})`, { sandbox: detection.kind });
     return detection.kind;
   }
+  refuseUndriven(want);
   const check = detection.checks.find((c) => c.kind === want);
   if (check && !check.implemented && want !== 'ns') throw backendNotImplemented(want);
   if (!check || !check.usable) {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { formatError, exitCodeFor } from './output.js';
 import { UsageError, suggest } from './flags.js';
+import { lineLogger } from '../util/logger.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -40,6 +41,22 @@ ${rows.join('\n')}
 
 Run "gantry <command> --help" for the flags of a command.
 `;
+}
+
+/**
+ * The process entry (bin/gantry.js, the executor image): may re-execute the builder in a user
+ * namespace first (rootless RUN), then runs the command.
+ */
+export async function runCli(argv: string[]): Promise<number> {
+  try {
+    const { reexecInUserNamespace } = await import('./userns.js');
+    const code = await reexecInUserNamespace(argv, process.env, lineLogger({ level: 'info' }));
+    if (code !== undefined) return code;
+  } catch (err) {
+    defaultIO.stderr(formatError(err) + '\n');
+    return exitCodeFor(err);
+  }
+  return main(argv);
 }
 
 export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {

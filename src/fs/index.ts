@@ -1,2 +1,3 @@
 export * from './unpack/index.js';
 export * from './diff/index.js';
+export * from './snapshot/index.js';

@@ -1,9 +1,13 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GantryError } from '../util/errors.js';
 import { createNsSandbox, type NsSandboxOptions } from './ns-sandbox.js';
+import { createInplaceSandbox, INPLACE_FORCE_ENV, type InplaceSandboxOptions } from './inplace.js';
+import { detectContainer, type ContainerProbeOptions } from './inplace-detect.js';
+import { createRootlessSandbox, kernelSupportsUserxattr } from './rootless-sandbox.js';
+import { usableUserNamespace, userNamespaceState } from './rootless-userns.js';
 import { findExecutable, findNsTools, SYSTEM_PATH } from './tools.js';
 import type { RunSandbox, SandboxKind } from './types.js';
 
@@ -14,6 +18,8 @@ export interface BackendCheck {
   /** gantry has it. */
   implemented: boolean;
   reason: string;
+  /** rootless only: the builder must re-execute itself in its user namespace first (enterUserNamespace). */
+  reexec?: boolean;
 }
 
 export interface SandboxDetection {
@@ -62,24 +68,60 @@ async function checkNs(stateDir: string): Promise<BackendCheck> {
   return { kind: 'ns', usable: true, implemented: true, reason: 'root with CAP_SYS_ADMIN, overlayfs mounts' };
 }
 
-async function checkRootless(): Promise<BackendCheck> {
+/**
+ * Rootless: user namespaces, overlayfs with `userxattr` inside one (Linux >= 5.11). Outside the
+ * namespace (`reexec`), the caller must enterUserNamespace() before creating the sandbox.
+ */
+async function checkRootless(stateDir: string): Promise<BackendCheck> {
+  const base = { kind: 'rootless' as const, implemented: true };
   const unshare = findExecutable('unshare');
-  if (!unshare) return { kind: 'rootless', usable: false, implemented: false, reason: 'unshare (util-linux) is not installed; also not implemented yet' };
-  const r = await run(unshare, ['--user', '--map-root-user', '--', 'true']);
-  return {
-    kind: 'rootless',
-    usable: r.ok,
-    implemented: false,
-    reason: r.ok ? 'user namespaces work here, but the rootless backend is not implemented yet' : `user namespaces are not available (${r.text}); the rootless backend is not implemented yet either`,
-  };
+  const mount = findExecutable('mount');
+  if (!unshare || !mount) return { ...base, usable: false, reason: 'unshare and mount (util-linux) are not installed' };
+  if (!kernelSupportsUserxattr()) return { ...base, usable: false, reason: `Linux ${release()} is older than 5.11: no overlayfs in a user namespace` };
+  const state = userNamespaceState();
+  let prefix: string[] = [];
+  let mode: string = state;
+  let why = '';
+  if (state === 'host') {
+    try {
+      const plan = await usableUserNamespace();
+      prefix = plan.unshareArgs;
+      mode = plan.mode;
+      why = plan.reason ? ` (${plan.reason})` : '';
+    } catch (err) {
+      return { ...base, usable: false, reason: (err as Error).message };
+    }
+  }
+  const dir = await mkdtemp(join(stateDir, 'gantry-detect-rootless-'));
+  try {
+    for (const d of ['l', 'u', 'w', 'm']) await mkdir(join(dir, d));
+    const opts = `lowerdir=${dir}/l,upperdir=${dir}/u,workdir=${dir}/w,userxattr,redirect_dir=nofollow,metacopy=off,index=off,volatile`;
+    const r = await run(unshare, [...prefix, '--mount', '--', mount, '-t', 'overlay', 'overlay', '-o', opts, join(dir, 'm')]);
+    if (!r.ok) return { ...base, usable: false, reason: `overlayfs with userxattr cannot be mounted in a user namespace under ${stateDir}: ${r.text}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  }
+  const squash = mode === 'squashed' ? `, but only uid 0 can be mapped${why}: ownership is squashed` : ', full subordinate id range';
+  return state === 'host'
+    ? { ...base, usable: true, reexec: true, reason: `user namespaces work${squash}; the builder re-executes itself inside one (enterUserNamespace)` }
+    : { ...base, usable: true, reason: `inside a user namespace${squash}` };
+}
+
+function checkInplace(probe?: ContainerProbeOptions): BackendCheck {
+  const no = (reason: string): BackendCheck => ({ kind: 'inplace', usable: false, implemented: true, reason });
+  if (process.getuid?.() !== 0) return no('not running as root');
+  const found = detectContainer(probe);
+  if (found.inContainer) return { kind: 'inplace', usable: true, implemented: true, reason: `root inside a container (${found.evidence}): the image is unpacked over /` };
+  if ((probe?.env ?? process.env)[INPLACE_FORCE_ENV] === '1') return { kind: 'inplace', usable: true, implemented: true, reason: `${INPLACE_FORCE_ENV}=1, although no container was detected` };
+  return no(`not inside a container (${found.evidence}): building in place would overwrite this machine's /`);
 }
 
 /** Which RUN backends can work on this machine, and why (or why not). */
-export async function detectSandbox(opts: { stateDir?: string } = {}): Promise<SandboxDetection> {
+export async function detectSandbox(opts: { stateDir?: string; probe?: ContainerProbeOptions } = {}): Promise<SandboxDetection> {
   const checks = [
     await checkNs(opts.stateDir ?? tmpdir()),
-    await checkRootless(),
-    { kind: 'inplace' as const, usable: true, implemented: false, reason: 'always possible, but the inplace backend is not implemented yet' },
+    await checkRootless(opts.stateDir ?? tmpdir()),
+    checkInplace(opts.probe),
   ];
   return { kind: checks.find((c) => c.usable && c.implemented)?.kind, checks };
 }
@@ -90,8 +132,14 @@ export function backendNotImplemented(kind: 'rootless' | 'inplace'): GantryError
   });
 }
 
-/** Creates the sandbox for a backend; rootless and inplace fail with UNSUPPORTED for now. */
-export async function createSandbox(kind: SandboxKind, opts: NsSandboxOptions): Promise<RunSandbox> {
-  if (kind === 'ns') return createNsSandbox(opts);
+/**
+ * Creates the sandbox for a backend. `inplace` reads only the InplaceSandboxOptions fields (all
+ * optional) and returns an InplaceSandbox: narrow it with isInplaceSandbox() to unpack, snapshot
+ * and wipe the root.
+ */
+export async function createSandbox(kind: SandboxKind, opts: NsSandboxOptions | InplaceSandboxOptions): Promise<RunSandbox> {
+  if (kind === 'ns') return createNsSandbox(opts as NsSandboxOptions);
+  if (kind === 'rootless') return createRootlessSandbox(opts as NsSandboxOptions);
+  if (kind === 'inplace') return createInplaceSandbox(opts as InplaceSandboxOptions);
   throw backendNotImplemented(kind);
 }

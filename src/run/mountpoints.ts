@@ -95,7 +95,7 @@ export class Skeleton {
  * the layer, the way BuildKit creates a missing cwd: root-owned, 0755. Existing ancestors are
  * copied up with their metadata first, so the merged view keeps showing them unchanged.
  */
-export async function createDirInUpper(stack: LayerStack, path: string): Promise<string> {
+export async function createDirInUpper(stack: LayerStack, path: string, opaqueXattr = 'trusted.overlay.opaque'): Promise<string> {
   const res = await stack.resolve(path, { followLast: true });
   if (res.missing.length === 0) {
     if (res.leaf && res.leaf.kind !== 'dir') {
@@ -129,15 +129,15 @@ export async function createDirInUpper(stack: LayerStack, path: string): Promise
     await mkdir(host);
     await chmod(host, 0o755);
     // A directory replacing a deleted one must not show the old contents from below.
-    if (replacedWhiteout) await setOpaque(host);
+    if (replacedWhiteout) await setOpaque(host, opaqueXattr);
   }
   for (const [host, atime, mtime] of restore.reverse()) await utimes(host, atime, mtime);
   return res.path;
 }
 
-function setOpaque(host: string): Promise<void> {
+function setOpaque(host: string, name: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', '--', host], (err, _o, stderr) => {
+    execFile('setfattr', ['-n', name, '-v', 'y', '--', host], (err, _o, stderr) => {
       if (err) reject(new GantryError('IO', `marking ${host} opaque failed: ${String(stderr).trim() || err.message}`, { hint: 'install the `attr` package' }));
       else resolve();
     });

@@ -44,6 +44,28 @@ import type { RunMount, RunResult, RunSandbox, RunSpec } from './types.js';
  * supplementary groups, hence the split between setpriv and unshare.
  */
 
+/**
+ * What differs when this machinery runs inside a user namespace (the rootless backend, see
+ * rootless-sandbox.ts): overlay keeps its markers in `user.overlay.*` (`userxattr`, which
+ * refuses `redirect_dir=off` on newer kernels: `nofollow` means the same for us), a fresh sysfs
+ * needs a network namespace we own (so /sys is a recursive bind), and with only id 0 mapped
+ * setgroups(2) is denied and devpts cannot take `gid=5`.
+ */
+export interface NsVariant {
+  kind: 'ns' | 'rootless';
+  userxattr: boolean;
+  squashed: boolean;
+  /** The hint of a SANDBOX_FAILED error. */
+  hint: string;
+}
+
+const NS_VARIANT: NsVariant = {
+  kind: 'ns',
+  userxattr: false,
+  squashed: false,
+  hint: 'the ns backend needs root with CAP_SYS_ADMIN and overlayfs; try --sandbox=rootless or --sandbox=inplace',
+};
+
 export interface NsSandboxOptions {
   /** Read-only layers, topmost first. */
   lowerDirs: string[];
@@ -98,7 +120,7 @@ function signalNumber(name: string): number {
 const depth = (p: string) => p.split('/').filter(Boolean).length;
 
 class NsSandbox implements RunSandbox {
-  readonly kind = 'ns' as const;
+  readonly kind: 'ns' | 'rootless';
   private readonly running = new Set<ChildProcess>();
   private mounted = false;
   private closed = false;
@@ -109,7 +131,10 @@ class NsSandbox implements RunSandbox {
     private readonly tools: NsTools,
     private readonly stateDir: string,
     private readonly logger: Logger,
-  ) {}
+    private readonly variant: NsVariant,
+  ) {
+    this.kind = variant.kind;
+  }
 
   /** RUNs in one sandbox share an upperdir, which two overlay mounts must never use at once. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -155,7 +180,7 @@ class NsSandbox implements RunSandbox {
     const devDir = join(runDir, 'dev');
     await mkdir(skelDir);
     const stack = new LayerStack([upperDir, ...lowerDirs]);
-    const cwd = await createDirInUpper(stack, spec.cwd);
+    const cwd = await createDirInUpper(stack, spec.cwd, this.variant.userxattr ? 'user.overlay.opaque' : 'trusted.overlay.opaque');
 
     const skeleton = new Skeleton(skelDir, stack);
     const at = (inImage: string) => posix.join(mergedDir, inImage);
@@ -227,7 +252,7 @@ class NsSandbox implements RunSandbox {
       `lowerdir=${[skelDir, ...lowerDirs].join(':')}`,
       `upperdir=${upperDir}`,
       `workdir=${workDir}`,
-      'redirect_dir=off',
+      ...(this.variant.userxattr ? ['userxattr', 'redirect_dir=nofollow'] : ['redirect_dir=off']),
       'metacopy=off',
       'index=off',
       'volatile',
@@ -242,7 +267,7 @@ class NsSandbox implements RunSandbox {
     if (dev) {
       mounts.push({ source: devDir, target: at(dev), fstype: 'none', options: ['bind'] });
       for (const name of HOST_DEVICES) mounts.push({ source: `/dev/${name}`, target: at(`${dev}/${name}`), fstype: 'none', options: ['bind'] });
-      mounts.push({ source: 'devpts', target: at(`${dev}/pts`), fstype: 'devpts', options: ['newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5', 'nosuid', 'noexec'] });
+      mounts.push({ source: 'devpts', target: at(`${dev}/pts`), fstype: 'devpts', options: ['newinstance', 'ptmxmode=0666', 'mode=0620', ...(this.variant.squashed ? [] : ['gid=5']), 'nosuid', 'noexec'] });
       // A RUN mount on /dev/shm (a bigger tmpfs, typically) replaces the default one.
       if (!userMounts.some((u) => u.path === `${dev}/shm`)) {
         mounts.push({ source: 'shm', target: at(`${dev}/shm`), fstype: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'] });
@@ -250,7 +275,8 @@ class NsSandbox implements RunSandbox {
       mounts.push({ source: 'mqueue', target: at(`${dev}/mqueue`), fstype: 'mqueue', options: ['nosuid', 'nodev', 'noexec'] });
     }
     if (proc) mounts.push({ source: 'proc', target: at(proc), fstype: 'proc', options: ['nosuid', 'nodev', 'noexec'] });
-    if (sys) mounts.push({ source: 'sysfs', target: at(sys), fstype: 'sysfs', options: ['ro', 'nosuid', 'nodev', 'noexec'] });
+    if (sys && this.variant.kind === 'rootless') mounts.push({ source: '/sys', target: at(sys), fstype: 'none', options: ['rbind', 'ro'] });
+    else if (sys) mounts.push({ source: 'sysfs', target: at(sys), fstype: 'sysfs', options: ['ro', 'nosuid', 'nodev', 'noexec'] });
     if (resolv) mounts.push({ source: this.opts.resolvConf!, target: at(resolv), fstype: 'none', options: ['bind', 'ro'] });
     if (hosts) mounts.push({ source: this.opts.hosts!, target: at(hosts), fstype: 'none', options: ['bind', 'ro'] });
     for (const { m, path } of userMounts) {
@@ -292,7 +318,7 @@ class NsSandbox implements RunSandbox {
       t.unshare, '--mount', '--pid', '--ipc', '--uts', '--fork', '--kill-child', ...(spec.network === 'none' ? ['--net'] : []), '--',
       t.sh, '-c', HELPER, 'gantry-run', t.mount, fstabPath, ip ?? '',
       t.env, '-i', '--', ...spec.env,
-      t.setpriv, `--regid=${gid}`, groups.length > 0 ? `--groups=${groups.join(',')}` : '--clear-groups', '--',
+      t.setpriv, `--regid=${gid}`, this.variant.squashed ? '--keep-groups' : groups.length > 0 ? `--groups=${groups.join(',')}` : '--clear-groups', '--',
       t.unshare, `--root=${this.opts.mergedDir}`, `--wd=${cwd}`, `--setuid=${uid}`, '--',
       ...spec.argv,
     ];
@@ -331,7 +357,7 @@ class NsSandbox implements RunSandbox {
         if (!ready) {
           const why = status.trim() || tail.lines_().join('\n') || `exit status ${code ?? sig}`;
           reject(new GantryError('SANDBOX_FAILED', `setting up the RUN sandbox failed: ${why}`, {
-            hint: 'the ns backend needs root with CAP_SYS_ADMIN and overlayfs; try --sandbox=rootless or --sandbox=inplace',
+            hint: this.variant.hint,
           }));
           return;
         }
@@ -387,7 +413,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Creates the ns sandbox for one layer stack. Nothing is mounted until run(). */
-export async function createNsSandbox(opts: NsSandboxOptions): Promise<RunSandbox> {
+export async function createNsSandbox(opts: NsSandboxOptions, variant: NsVariant = NS_VARIANT): Promise<RunSandbox> {
   if (process.getuid?.() !== 0) {
     throw new GantryError('UNSUPPORTED', 'the ns sandbox needs root', { hint: 'run as root (sudo), or use --sandbox=rootless' });
   }
@@ -412,6 +438,6 @@ export async function createNsSandbox(opts: NsSandboxOptions): Promise<RunSandbo
       throw wrapError(err, `the ${what} file to bind into RUNs`, 'NOT_FOUND');
     }
   }
-  const stateDir = await mkdtemp(join(opts.stateDir ?? tmpdir(), 'gantry-ns-'));
-  return new NsSandbox(opts, tools, stateDir, opts.logger ?? silentLogger);
+  const stateDir = await mkdtemp(join(opts.stateDir ?? tmpdir(), `gantry-${variant.kind}-`));
+  return new NsSandbox(opts, tools, stateDir, opts.logger ?? silentLogger, variant);
 }
