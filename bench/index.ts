@@ -1,0 +1,21 @@
+/**
+ * `npm run bench`: every benchmark in one invocation, each printing its own numbers and, where a
+ * peer tool is installed, the gantry/peer ratio measured in the same run.
+ */
+import { spawnSync } from 'node:child_process';
+import { benchBuild } from './build.js';
+import { benchCopy } from './copy.js';
+
+const has = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
+
+async function main(): Promise<void> {
+  await import('./parse.js');
+  if (has('skopeo')) await benchCopy();
+  else console.log('copy: skopeo not installed, no peer to compare with');
+  await benchBuild();
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
