@@ -3,10 +3,13 @@
  * the same invocation so the ratio compares like with like. Each round copies into a fresh
  * registry with a fresh HOME, so neither tool can skip or cross-mount blobs (skopeo remembers
  * where blobs live in ~/.local/share/containers/cache and would mount them otherwise).
- *   node dist/bench/copy.js [--rounds=3] [--layer-mb=40]
+ *   node dist/bench/copy.js [--rounds=3] [--layer-mb=40] [--profile[=DIR]]
+ * --profile runs gantry under `node --cpu-prof` (into DIR, default a temp dir that is kept) and
+ * prints where its CPU time went; profiling slows gantry, so the ratio of such a run means little.
  */
 import { spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeRandomImage, writeOciLayout } from '../src/testing/images.js';
 import { repoRoot } from '../src/testing/paths.js';
@@ -32,11 +35,43 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<num
   });
 }
 
+function profileArg(): string | undefined | true {
+  const a = process.argv.find((x) => x === '--profile' || x.startsWith('--profile='));
+  if (!a) return undefined;
+  return a === '--profile' ? true : a.slice('--profile='.length);
+}
+
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** The functions that took the most CPU (self time) in a V8 CPU profile, and the idle share. */
+export function summarizeProfile(p: CpuProfile, top = 15): string {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  let total = 0;
+  p.samples.forEach((id, i) => {
+    const f = byId.get(id)!.callFrame;
+    const where = f.url ? ` ${f.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${f.lineNumber + 1}` : '';
+    const key = `${f.functionName || '(anonymous)'}${where}`;
+    const dt = p.timeDeltas[i] ?? 0;
+    total += dt;
+    self.set(key, (self.get(key) ?? 0) + dt);
+  });
+  const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, top);
+  return [`  ${(total / 1000).toFixed(0)} ms profiled; top self time:`, ...rows.map(([k, us]) => `  ${(us / 1000).toFixed(1).padStart(8)} ms  ${k}`)].join('\n');
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function benchCopy(): Promise<{ gantry: number; skopeo: number; ratio: number }> {
   const rounds = arg('rounds', 3);
   const layerMb = arg('layer-mb', 40);
+  const profile = profileArg();
+  const profileDir = profile === true ? await mkdtemp(join(tmpdir(), 'gantry-copy-profile-')) : profile;
+  const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const a = await startRegistry({ kind: 'plain' });
   const tmp = await tempDir('gantry-bench-copy');
   const img = await makeRandomImage({ layers: 5, layerBytes: layerMb * 1024 * 1024, seed: 1 });
@@ -57,7 +92,7 @@ export async function benchCopy(): Promise<{ gantry: number; skopeo: number; rat
         const b = await startRegistry({ kind: 'plain' });
         try {
           const env = await envFor(`${tool}${i}`);
-          if (tool === 'gantry') g.push(await timed('node', [...gantry(b.host), `${a.host}/bench/src:v1`, `${b.host}/bench/img:v1`], env));
+          if (tool === 'gantry') g.push(await timed('node', [...nodeFlags, ...gantry(b.host), `${a.host}/bench/src:v1`, `${b.host}/bench/img:v1`], env));
           else s.push(await timed('skopeo', ['copy', '--insecure-policy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${a.host}/bench/src:v1`, `docker://${b.host}/bench/img:v1`], env));
         } finally {
           await b.stop();
@@ -69,6 +104,12 @@ export async function benchCopy(): Promise<{ gantry: number; skopeo: number; rat
     console.log(`  gantry copy  ${res.gantry.toFixed(2)} s   (${g.map((x) => x.toFixed(2)).join(', ')})`);
     console.log(`  skopeo copy  ${res.skopeo.toFixed(2)} s   (${s.map((x) => x.toFixed(2)).join(', ')})`);
     console.log(`  ratio gantry/skopeo = ${res.ratio.toFixed(2)} (goal <= 1.0)`);
+    if (profileDir) {
+      const files = (await readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+      console.log(`gantry CPU profiles (under --cpu-prof, slower than unprofiled runs) in ${profileDir}`);
+      const last = files[files.length - 1];
+      if (last) console.log(summarizeProfile(JSON.parse(await readFile(join(profileDir, last), 'utf8')) as CpuProfile));
+    }
     return res;
   } finally {
     await Promise.allSettled([a.stop(), img.cleanup(), tmp.cleanup()]);

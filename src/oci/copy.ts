@@ -36,6 +36,14 @@ export interface CopyResult {
   size: number;
 }
 
+/**
+ * Optional for writers: get ready to write (connect, authenticate) without writing anything.
+ * Failures are not reported here; the first real write reports them.
+ */
+export interface WarmUp {
+  warmUp?(signal?: AbortSignal): Promise<void>;
+}
+
 interface ImagePlan {
   manifest: ImageManifest;
 }
@@ -50,6 +58,8 @@ export async function copyImage(src: ImageReader, srcRef: string | undefined, ds
   const where = `${src.name}${srcRef ? ` (${srcRef})` : ''}`;
   const doing = `copying ${where} to ${dst.name}`;
   try {
+    // Connect to the destination while the source manifest downloads (both are round trips).
+    void (dst as ImageWriter & WarmUp).warmUp?.(opts.signal).catch(() => undefined);
     const rootRaw = await src.getManifest(srcRef, opts.signal);
     const root = parseManifest(rootRaw, { what: `manifest ${rootRaw.digest} of ${where}` });
     const supportsIndex = dst.supportsIndex !== false;
@@ -125,41 +135,57 @@ async function copyBlobs(src: ImageReader, dst: ImageWriter, images: ImagePlan[]
     });
   }
   const limit = limiter(opts.concurrency ?? 4);
+  // Existence checks are small requests: all of them go out at once, so a blob that waits for a
+  // transfer slot does not then wait another round trip for its check.
+  const check = limiter(CHECK_CONCURRENCY);
   // One failure stops the rest early; we still wait for all of them so nothing is writing when we return.
   const stop = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
   let first: unknown;
-  const tasks = [...unique.values()].map(({ desc, role, manifest }) =>
-    limit(async () => {
+  const checks: Array<Promise<boolean>> = [];
+  const tasks = [...unique.values()].map(({ desc, role, manifest }) => {
+    const foreign = !isDistributable(desc.mediaType) && !!desc.urls?.length;
+    const exists = foreign ? Promise.resolve(false) : check(() => (signal.aborted ? Promise.reject(new GantryError('ABORTED', 'aborted')) : dst.hasBlob(desc, signal)));
+    exists.catch(() => undefined);
+    checks.push(exists);
+    // A config is a few KB: it does not take a transfer slot from a layer.
+    const run = role === 'config' ? <T>(fn: () => Promise<T>) => fn() : limit;
+    return run(async () => {
       if (signal.aborted) throw new GantryError('ABORTED', 'aborted');
       try {
-        await copyBlob(src, dst, desc, role, manifest, opts, signal);
+        await copyBlob(src, dst, desc, role, manifest, exists, opts, signal);
       } catch (err) {
         const wrapped = wrapError(err, `copying ${role} ${desc.digest}`);
         first ??= wrapped;
         stop.abort();
         throw wrapped;
       }
-    }),
-  );
+    });
+  });
   try {
     await allSettledOrThrow(tasks);
   } catch (err) {
     throw first ?? err;
+  } finally {
+    await Promise.allSettled(checks);
   }
 }
 
-async function copyBlob(src: ImageReader, dst: ImageWriter, desc: Descriptor, role: string, manifest: ImageManifest, opts: CopyOptions, signal: AbortSignal): Promise<void> {
+/** Existence checks (HEAD requests for registries) in flight at once. */
+const CHECK_CONCURRENCY = 16;
+
+async function copyBlob(src: ImageReader, dst: ImageWriter, desc: Descriptor, role: string, manifest: ImageManifest, exists: Promise<boolean>, opts: CopyOptions, signal: AbortSignal): Promise<void> {
   if (!isDistributable(desc.mediaType) && desc.urls?.length) {
     // Foreign layers live at their URLs; registries and runtimes fetch them from there.
     opts.onProgress?.({ type: 'blob-skipped', descriptor: desc, reason: 'foreign' });
     return;
   }
   if (role === 'config' && isConfig(desc.mediaType)) {
-    // Read the config once: validate it against the manifest, then write those same bytes.
+    // Read the config once: validate it against the manifest, then write those same bytes (the
+    // destination is being asked meanwhile whether it has them).
     const bytes = await readAll(await src.openBlob(desc, signal));
     checkImage(manifest, parseConfig(bytes, `config ${desc.digest}`), `image config ${desc.digest}`);
-    if (await dst.hasBlob(desc, signal)) {
+    if (await exists) {
       opts.onProgress?.({ type: 'blob-skipped', descriptor: desc, reason: 'exists' });
       return;
     }
@@ -168,7 +194,7 @@ async function copyBlob(src: ImageReader, dst: ImageWriter, desc: Descriptor, ro
     opts.onProgress?.({ type: 'blob-done', descriptor: desc });
     return;
   }
-  if (await dst.hasBlob(desc, signal)) {
+  if (await exists) {
     opts.onProgress?.({ type: 'blob-skipped', descriptor: desc, reason: 'exists' });
     return;
   }

@@ -79,23 +79,37 @@ export async function uploadBlob(client: RegistryClient, repo: Repository, desc:
     session = sessionOf(res, what);
   }
   const backoff = { attempts: client.options.retries + 1, ...client.options.backoff };
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const current = session ?? (await startUpload(client, repo, what, opts.signal));
-      session = undefined;
-      if (client.options.chunkSize > 0) {
-        // Registries may demand a minimum chunk (OCI-Chunk-Min-Length); every chunk but the last must meet it.
-        const size = Math.max(client.options.chunkSize, current.minChunk ?? 0);
-        await chunked(client, repo, desc, open, current.location, size, what, opts.signal);
-      } else {
-        await monolithic(client, repo, desc, open, current.location, what, opts.signal);
+  // Open the source while the upload session is being created: the two round trips overlap. The
+  // first attempt sends that stream; retries and auth replays open the source again.
+  let early: Promise<Readable> | undefined = (async () => open())();
+  early.catch(() => undefined);
+  const openOnce = (): Promise<Readable> => {
+    const p = early ?? open();
+    early = undefined;
+    return p;
+  };
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const current = session ?? (await startUpload(client, repo, what, opts.signal));
+        session = undefined;
+        if (client.options.chunkSize > 0) {
+          // Registries may demand a minimum chunk (OCI-Chunk-Min-Length); every chunk but the last must meet it.
+          const size = Math.max(client.options.chunkSize, current.minChunk ?? 0);
+          await chunked(client, repo, desc, openOnce, current.location, size, what, opts.signal);
+        } else {
+          await monolithic(client, repo, desc, openOnce, current.location, what, opts.signal);
+        }
+        return 'uploaded';
+      } catch (err) {
+        if (attempt > client.options.retries || opts.signal?.aborted || !retryable(err)) throw err;
+        client.options.logger.log('debug', `${what}: ${(err as Error).message}; retrying the upload`);
+        await pause(backoffDelay(backoff, attempt), opts.signal);
       }
-      return 'uploaded';
-    } catch (err) {
-      if (attempt > client.options.retries || opts.signal?.aborted || !retryable(err)) throw err;
-      client.options.logger.log('debug', `${what}: ${(err as Error).message}; retrying the upload`);
-      await pause(backoffDelay(backoff, attempt), opts.signal);
     }
+  } finally {
+    // Never sent (the session could not be created): release the source.
+    early?.then((s) => s.destroy(), () => undefined);
   }
 }
 

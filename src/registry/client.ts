@@ -33,10 +33,14 @@ export interface RequestSpec {
   retry?: boolean;
   /** Follow redirects (default true). */
   redirects?: boolean;
+  /** Response body buffering before the socket is paused (blobs: larger, fewer pause/resume turns). */
+  highWaterMark?: number;
   signal?: AbortSignal;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** How long a plain-HTTP ping of an insecure registry runs alone before HTTPS is tried too. */
+const PLAIN_HTTP_HEAD_START_MS = 150;
 const MAX_REDIRECTS = 10;
 
 export interface RegistryClientDeps {
@@ -109,49 +113,91 @@ export class RegistryClient {
   }
 
   private async ping(registry: string, signal?: AbortSignal): Promise<Endpoint> {
-    const host = registryApiHost(registry);
-    const schemes = allowsPlainHttp(this.options, registry) ? ['https', 'http'] : ['https'];
-    const failures: GantryError[] = [];
-    for (const scheme of schemes) {
-      const url = new URL(`${scheme}://${host}/v2/`);
-      let res: HttpResponse;
-      try {
-        const req: HttpRequest = { method: 'GET', url, signal, tlsFallbackRegistry: registry };
-        // With plain HTTP still to try, an HTTPS failure is an answer, not a hiccup to retry.
-        res = await this.sendWithRetry(req, { retryNetwork: !(scheme === 'https' && schemes.length > 1) });
-      } catch (err) {
-        const e = networkError(err, `GET ${url.href}`, signal);
-        if (e.code === 'ABORTED' || isCertificateError(err)) throw wrapError(e, `connecting to ${registry}`);
-        failures.push(e);
-        continue;
-      }
-      if (scheme === 'http' && res.status !== 200 && res.status !== 401 && res.status !== 404) {
-        // e.g. 400 "plain HTTP request sent to HTTPS port": not a plain-HTTP registry after all.
-        await res.body.dump();
-        failures.push(new GantryError('REGISTRY_UNREACHABLE', `GET ${url.href} answered ${res.status}`, { status: res.status }));
-        continue;
-      }
-      const endpoint: Endpoint = { registry, origin: url.origin, plainHttp: scheme === 'http', challenge: undefined };
-      if (res.status === 401) {
-        endpoint.challenge = pickChallenge(parseChallenges(res.headers['www-authenticate']));
-        await res.body.dump();
-        return endpoint;
-      }
-      if (res.status < 500) {
-        // 200, or 404 from registries that do not implement the base endpoint: usable either way.
-        await res.body.dump();
-        if (scheme === 'http') this.options.logger.log('warn', `using plain HTTP for registry ${registry}`);
-        return endpoint;
-      }
-      throw await errorFromResponse(res, { what: `connecting to ${registry}`, registry, kind: 'ping' });
+    if (!allowsPlainHttp(this.options, registry)) {
+      const r = await this.probe(registry, 'https', true, signal);
+      if ('endpoint' in r) return r.endpoint;
+      throw unreachable(registry, [r.failure], true);
     }
-    const last = failures[failures.length - 1]!;
-    const message = `connecting to ${registry}: ${failures.map((f) => f.message).join('; ')}`;
-    const hint =
-      schemes.length === 1 && /wrong version number|EPROTO|ssl/i.test(message)
-        ? `the registry seems to speak plain HTTP; allow it with --insecure-registry ${registry}`
-        : last.hint;
-    throw new GantryError('REGISTRY_UNREACHABLE', message, { ...last.details, registry, ...(hint ? { hint } : {}) }, { cause: last });
+    // HTTPS is preferred, plain HTTP is the fallback, and a port speaks one of the two. Plain HTTP
+    // is asked first, with a head start: an answer that is unmistakably a registry's is taken as
+    // it comes, without the TLS handshake (setting up TLS and failing it is most of a local
+    // copy's start-up). Any other answer, or none within the head start, starts the HTTPS probe,
+    // whose outcome then decides as a sequential probe would.
+    const http = this.probe(registry, 'http', true, signal);
+    http.catch(() => undefined);
+    const registryAnswer = http.then((r) => ('endpoint' in r && r.isRegistry ? r : undefined), () => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const headStart = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, PLAIN_HTTP_HEAD_START_MS, undefined)));
+    const first = await Promise.race([http.then((r) => r, () => undefined), headStart]);
+    clearTimeout(timer);
+    if (first && 'endpoint' in first && first.isRegistry) return this.plainHttp(first.endpoint, first.status);
+    const stopHttps = new AbortController();
+    const https = this.probe(registry, 'https', false, signal ? AbortSignal.any([signal, stopHttps.signal]) : stopHttps.signal);
+    https.catch(() => undefined);
+    const late = await Promise.race([registryAnswer, https.then(() => undefined, () => undefined)]);
+    if (late) {
+      stopHttps.abort();
+      return this.plainHttp(late.endpoint, late.status);
+    }
+    const failures: GantryError[] = [];
+    const viaHttps = await https;
+    if ('endpoint' in viaHttps) return viaHttps.endpoint;
+    failures.push(viaHttps.failure);
+    const viaHttp = await http;
+    if ('endpoint' in viaHttp) return this.plainHttp(viaHttp.endpoint, viaHttp.status);
+    failures.push(viaHttp.failure);
+    throw unreachable(registry, failures, false);
+  }
+
+  private plainHttp(endpoint: Endpoint, status: number): Endpoint {
+    if (status !== 401) this.options.logger.log('warn', `using plain HTTP for registry ${endpoint.registry}`);
+    return endpoint;
+  }
+
+  /**
+   * One `GET /v2/` over one scheme: the endpoint, or why this scheme does not serve a registry.
+   * Throws when no other scheme may be tried: aborted, untrusted certificate, registry error (5xx).
+   */
+  private async probe(registry: string, scheme: 'https' | 'http', retryNetwork: boolean, signal: AbortSignal | undefined): Promise<{ endpoint: Endpoint; status: number; isRegistry: boolean } | { failure: GantryError }> {
+    const url = new URL(`${scheme}://${registryApiHost(registry)}/v2/`);
+    let res: HttpResponse;
+    try {
+      const req: HttpRequest = { method: 'GET', url, signal, tlsFallbackRegistry: registry };
+      // With plain HTTP still to try, an HTTPS failure is an answer, not a hiccup to retry.
+      res = await this.sendWithRetry(req, { retryNetwork });
+    } catch (err) {
+      const e = networkError(err, `GET ${url.href}`, signal);
+      if (e.code === 'ABORTED' || isCertificateError(err)) throw wrapError(e, `connecting to ${registry}`);
+      return { failure: e };
+    }
+    if (scheme === 'http' && res.status !== 200 && res.status !== 401 && res.status !== 404) {
+      // e.g. 400 "plain HTTP request sent to HTTPS port": not a plain-HTTP registry after all.
+      await res.body.dump();
+      return { failure: new GantryError('REGISTRY_UNREACHABLE', `GET ${url.href} answered ${res.status}`, { status: res.status }) };
+    }
+    if (res.status >= 500) throw await errorFromResponse(res, { what: `connecting to ${registry}`, registry, kind: 'ping' });
+    // 200 or 401; or 404 from registries that do not implement the base endpoint: usable either way.
+    const endpoint: Endpoint = { registry, origin: url.origin, plainHttp: scheme === 'http', challenge: undefined };
+    if (res.status === 401) endpoint.challenge = pickChallenge(parseChallenges(res.headers['www-authenticate']));
+    await res.body.dump();
+    const isRegistry = (res.status === 200 || res.status === 401) && headerValue(res.headers, 'docker-distribution-api-version') !== undefined;
+    return { endpoint, status: res.status, isRegistry };
+  }
+
+  /**
+   * Connects ahead of the first real request: the `/v2/` ping and, where the registry wants one,
+   * the token for `scopes`, so callers can overlap them with work elsewhere (a copy pings its
+   * destination while the source manifest downloads). Failures are left for that first request to
+   * report, with its own context.
+   */
+  async warmUp(registry: string, scopes: string[], signal?: AbortSignal): Promise<void> {
+    try {
+      const key = normalizeRegistry(registry);
+      const ep = await this.endpoint(key, signal);
+      await this.auth.authorization({ registry: key, challenge: ep.challenge, scopes, allowHttpRealm: ep.plainHttp, signal });
+    } catch {
+      // reported by the request that needs the connection
+    }
   }
 
   /**
@@ -235,6 +281,7 @@ export class RegistryClient {
         body,
         signal: spec.signal,
         tlsFallbackRegistry: url.hostname === new URL(ep.origin).hostname ? ep.registry : undefined,
+        ...(spec.highWaterMark ? { highWaterMark: spec.highWaterMark } : {}),
       });
       if (!REDIRECTS.has(res.status) || spec.redirects === false) return res;
       const location = headerValue(res.headers, 'location');
@@ -270,4 +317,14 @@ function warnings(res: HttpResponse, logger: ResolvedRegistryOptions['logger'], 
     const m = /^299\s+\S+\s+"(.*)"/.exec(line);
     if (m) logger.log('warn', `${registry}: ${m[1]}`);
   }
+}
+
+function unreachable(registry: string, failures: GantryError[], httpsOnly: boolean): GantryError {
+  const last = failures[failures.length - 1]!;
+  const message = `connecting to ${registry}: ${failures.map((f) => f.message).join('; ')}`;
+  const hint =
+    httpsOnly && /wrong version number|EPROTO|ssl/i.test(message)
+      ? `the registry seems to speak plain HTTP; allow it with --insecure-registry ${registry}`
+      : last.hint;
+  return new GantryError('REGISTRY_UNREACHABLE', message, { ...last.details, registry, ...(hint ? { hint } : {}) }, { cause: last });
 }

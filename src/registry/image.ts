@@ -3,6 +3,7 @@ import { GantryError } from '../util/errors.js';
 import type { Descriptor, RawManifest } from '../oci/types.js';
 import type { ImageReader, ImageWriter, WriteBlobOptions } from '../oci/store.js';
 import { RegistryClient } from './client.js';
+import { pushScope } from './auth/scope.js';
 import { openBlob } from './blob-download.js';
 import { checkPushPermission as probePush, hasBlob, uploadBlob } from './blob-upload.js';
 import { getManifest, putManifest } from './manifests.js';
@@ -107,6 +108,11 @@ export class RegistryImageWriter implements ImageWriter {
     this.name = `${this.repository.registry}/${this.repository.repository}`;
     this.ownsClient = !params.client;
     this.client = params.client ?? new RegistryClient(params.options ?? {});
+  }
+
+  /** Pings the registry and gets the push token now, so a copy can overlap them with reading the source. */
+  warmUp(signal?: AbortSignal): Promise<void> {
+    return this.client.warmUp(this.repository.registry, [pushScope(this.repository.repository)], signal);
   }
 
   hasBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {

@@ -142,7 +142,10 @@ export async function putManifest(client: RegistryClient, repo: Repository, raw:
   if (actual !== raw.digest) {
     throw new GantryError('DIGEST_MISMATCH', `pushing manifest to ${repo.registry}/${repo.repository}: bytes have digest ${actual}, not ${raw.digest}`);
   }
-  for (const ref of [raw.digest, ...tags.filter((t) => t !== raw.digest)]) {
+  // A PUT by tag stores the manifest under its digest as well: a digest PUT first would only add
+  // a round trip (skopeo and crane push by tag alone too).
+  const refs = tags.length > 0 ? [...new Set(tags)] : [raw.digest];
+  for (const ref of refs) {
     const what = `pushing manifest ${raw.digest} to ${repo.registry}/${repo.repository}${ref === raw.digest ? '' : `:${ref}`}`;
     checkRef(ref, what);
     const res = await putOnce(client, repo, raw, ref, what, signal);

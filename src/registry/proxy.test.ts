@@ -5,6 +5,7 @@ import { connect, type AddressInfo } from 'node:net';
 import { startRegistry, type TestRegistry } from '../testing/registry.js';
 import { makeRandomImage, type TestImage } from '../testing/images.js';
 import { copyImage } from '../oci/copy.js';
+import { isGantryError } from '../util/errors.js';
 import { RegistryClient } from './client.js';
 import { RegistryImageReader, RegistryImageWriter } from './image.js';
 import { proxyForUrl } from './proxy.js';
@@ -83,6 +84,16 @@ test('requests go through HTTP(S)_PROXY: CONNECT for https, absolute form for pl
   } finally {
     await c.close();
   }
-  assert.ok(seen.includes(`CONNECT ${name}`), 'HTTPS was tried through a tunnel first');
   assert.ok(seen.includes(`PUT ${name}`), seen.join(' | '));
+
+  // Without --insecure-registry only HTTPS is tried, through a tunnel (the plain registry then
+  // fails the TLS handshake inside it).
+  seen.length = 0;
+  const secure = new RegistryClient({ env: { HTTPS_PROXY: proxyUrl, HTTP_PROXY: proxyUrl, HOME: '/nonexistent' }, retries: 0 });
+  try {
+    await assert.rejects(new RegistryImageReader({ reference: `${name}/proxied/app:v1`, client: secure }).getManifest(), (e: unknown) => isGantryError(e, 'REGISTRY_UNREACHABLE'));
+  } finally {
+    await secure.close();
+  }
+  assert.deepEqual(seen, [`CONNECT ${name}`]);
 });

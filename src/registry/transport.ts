@@ -1,8 +1,7 @@
-import { rootCertificates } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import type { IncomingHttpHeaders } from 'node:http';
-import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { GantryError } from '../util/errors.js';
 import { hasTlsConfig, tlsSettingsFor, type ResolvedRegistryOptions } from './options.js';
 import { normalizeRegistry, registryApiHost } from './reference.js';
@@ -19,21 +18,42 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Registry whose TLS settings apply when `url` is on a host without settings of its own. */
   tlsFallbackRegistry?: string;
+  /** Bytes of response body buffered before the socket is paused (default: 64 KiB). */
+  highWaterMark?: number;
 }
+
+/** A response body: a stream, plus `dump()` to discard the rest and free the connection. */
+export type ResponseBody = Readable & { dump(): Promise<void> };
 
 export interface HttpResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBody;
   url: URL;
 }
 
 /**
- * One undici Agent per host, carrying that host's TLS settings (extra CAs on top of the system
- * roots, skip-verify, client certificate). No retries, redirects or auth here: that is client.ts.
+ * A connection stalled this long (no bytes either way) fails with ETIMEDOUT, a transient error,
+ * so the retry and resume logic takes over instead of hanging forever (undici's default too).
+ */
+const IDLE_TIMEOUT_MS = 300_000;
+const CONNECTIONS_PER_HOST = 16;
+
+interface Route {
+  /** Direct connections: a node:http(s) keep-alive agent carrying the host's TLS settings. */
+  agent?: HttpAgent;
+  /** Through a proxy: an undici ProxyAgent (CONNECT tunnels for https). */
+  proxy?: import('undici').Dispatcher;
+}
+
+/**
+ * One keep-alive agent per host, carrying that host's TLS settings (extra CAs on top of the system
+ * roots, skip-verify, client certificate). Direct connections use node:http, which costs nothing
+ * to load; undici (~100 ms of CPU at first use) is loaded only for proxies. No retries, redirects
+ * or auth here: that is client.ts.
  */
 export class HttpTransport {
-  private readonly agents = new Map<string, Promise<Dispatcher>>();
+  private readonly routes = new Map<string, Promise<Route>>();
   private closed = false;
 
   constructor(private readonly opts: ResolvedRegistryOptions) {}
@@ -46,17 +66,18 @@ export class HttpTransport {
     return fallback ? normalizeRegistry(fallback) : host;
   }
 
-  private dispatcher(url: URL, fallback?: string): Promise<Dispatcher> {
+  private route(url: URL, fallback?: string): Promise<Route> {
     const proxy = proxyForUrl(url, this.opts.env);
     const key = `${url.protocol}//${url.host.toLowerCase()}|${this.settingsKey(url, fallback)}|${proxy ?? ''}`;
-    let agent = this.agents.get(key);
-    if (!agent) {
-      agent = (async () => {
+    let route = this.routes.get(key);
+    if (!route) {
+      route = (async (): Promise<Route> => {
         const tls = await tlsSettingsFor(this.opts, this.settingsKey(url, fallback));
+        // A `ca` replaces the system roots; registries with a private CA still redirect to public
+        // storage, so keep both (as Kaniko does). node:tls is loaded only when a CA is given.
+        const ca = tls.ca ? [...(await import('node:tls')).rootCertificates, ...tls.ca.map((b) => b.toString('utf8'))] : undefined;
         const connect = {
-          // undici replaces the system roots when `ca` is given; registries with a private CA
-          // still redirect to public storage, so keep both (as Kaniko does).
-          ...(tls.ca ? { ca: [...rootCertificates, ...tls.ca.map((b) => b.toString('utf8'))] } : {}),
+          ...(ca ? { ca } : {}),
           rejectUnauthorized: tls.rejectUnauthorized,
           ...(tls.cert ? { cert: tls.cert } : {}),
           ...(tls.key ? { key: tls.key } : {}),
@@ -64,45 +85,130 @@ export class HttpTransport {
         if (proxy) {
           // https goes through a CONNECT tunnel; plain http is sent to the proxy in absolute form,
           // as Go does (many proxies only allow CONNECT to port 443).
-          return new ProxyAgent({ uri: proxy, requestTls: connect, proxyTunnel: url.protocol === 'https:', connections: 16 });
+          const { newProxyAgent } = await import('./proxy-dispatch.js');
+          return { proxy: newProxyAgent({ uri: proxy, requestTls: connect, proxyTunnel: url.protocol === 'https:', connections: CONNECTIONS_PER_HOST }) };
         }
-        return new Agent({ connect, connections: 16 });
+        const agentOpts = { keepAlive: true, maxSockets: CONNECTIONS_PER_HOST };
+        return { agent: url.protocol === 'https:' ? new HttpsAgent({ ...agentOpts, ...connect }) : new HttpAgent(agentOpts) };
       })();
-      agent.catch(() => this.agents.delete(key));
-      this.agents.set(key, agent);
+      route.catch(() => this.routes.delete(key));
+      this.routes.set(key, route);
     }
-    return agent;
+    return route;
   }
 
   /** Sends one request. Network failures become REGISTRY_UNREACHABLE with `details.errno`. */
   async send(req: HttpRequest): Promise<HttpResponse> {
     if (this.closed) throw new GantryError('ABORTED', 'registry transport was closed');
-    const dispatcher = await this.dispatcher(req.url, req.tlsFallbackRegistry);
+    const route = await this.route(req.url, req.tlsFallbackRegistry);
     const body = req.body ? await req.body() : undefined;
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
     try {
-      const res = await request(req.url, {
-        method: req.method,
-        headers,
-        body: body ?? null,
-        dispatcher,
-        signal: req.signal ?? null,
-      });
+      const res = route.proxy ? await this.viaProxy(route.proxy, req, headers, body) : await this.direct(route.agent!, req, headers, body);
       // An early error answer (401, 413, 5xx) leaves a file stream half read: release it now.
-      if (res.statusCode >= 300 && body && typeof body === 'object' && 'destroy' in body && !(body as Readable).readableEnded) (body as Readable).destroy();
-      return { status: res.statusCode, headers: res.headers, body: res.body, url: req.url };
+      if (res.status >= 300 && isStream(body) && !body.readableEnded) body.destroy();
+      return res;
     } catch (err) {
-      if (body && typeof body === 'object' && 'destroy' in body) (body as Readable).destroy();
+      if (isStream(body)) body.destroy();
       throw networkError(err, `${req.method} ${redactUrl(req.url)}`, req.signal);
     }
   }
 
+  private direct(agent: HttpAgent, req: HttpRequest, headers: Record<string, string>, body: Buffer | string | Readable | undefined): Promise<HttpResponse> {
+    return new Promise((resolve, reject) => {
+      const send = req.url.protocol === 'https:' ? httpsRequest : httpRequest;
+      let r: ClientRequest;
+      try {
+        r = send(req.url, { method: req.method, headers, agent, ...(req.signal ? { signal: req.signal } : {}), ...(req.highWaterMark ? { highWaterMark: req.highWaterMark } : {}) });
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      r.setTimeout(IDLE_TIMEOUT_MS, () => r.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' })));
+      r.once('error', reject);
+      r.once('response', (res: IncomingMessage) => {
+        // After the answer, request errors (the socket dropping mid-body) surface on the body.
+        r.off('error', reject);
+        r.on('error', (err) => res.destroy(err));
+        if (isStream(body) && !body.readableEnded) {
+          // Answered before the whole body was sent (401, 413…): once the answer is read, the
+          // half-sent request cannot be completed, so its connection is closed, not pooled.
+          const abandon = () => {
+            if (!r.writableFinished) r.destroy();
+          };
+          res.once('end', abandon);
+          res.once('close', abandon);
+        }
+        resolve({ status: res.statusCode ?? 0, headers: distinctHeaders(res), body: withDump(res), url: req.url });
+      });
+      if (body === undefined) r.end();
+      else if (!isStream(body)) r.end(body);
+      else {
+        // A failing source (digest mismatch, read error) aborts the request with its error.
+        body.once('error', (err) => r.destroy(err));
+        body.pipe(r);
+      }
+    });
+  }
+
+  private async viaProxy(dispatcher: import('undici').Dispatcher, req: HttpRequest, headers: Record<string, string>, body: Buffer | string | Readable | undefined): Promise<HttpResponse> {
+    const { requestVia } = await import('./proxy-dispatch.js');
+    const res = await requestVia(dispatcher, req.url, {
+      method: req.method,
+      headers,
+      body: body ?? null,
+      signal: req.signal ?? null,
+      ...(req.highWaterMark ? { highWaterMark: req.highWaterMark } : {}),
+    });
+    return { status: res.statusCode, headers: res.headers, body: res.body as unknown as ResponseBody, url: req.url };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
-    const agents = [...this.agents.values()];
-    this.agents.clear();
-    await Promise.all(agents.map(async (p) => (await p.catch(() => undefined))?.close()));
+    const routes = [...this.routes.values()];
+    this.routes.clear();
+    await Promise.all(
+      routes.map(async (p) => {
+        const r = await p.catch(() => undefined);
+        r?.agent?.destroy();
+        await r?.proxy?.close();
+      }),
+    );
   }
+}
+
+function isStream(body: unknown): body is Readable {
+  return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function';
+}
+
+/** Repeated headers as arrays (several WWW-Authenticate challenges), single ones as strings. */
+function distinctHeaders(res: IncomingMessage): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (const [name, values] of Object.entries(res.headersDistinct)) {
+    if (values) (out as Record<string, string | string[]>)[name] = values.length === 1 ? values[0]! : values;
+  }
+  return out;
+}
+
+/** Bodies larger than this are not read to the end to keep the connection: it is closed instead. */
+const DUMP_LIMIT = 128 * 1024;
+
+function withDump(res: IncomingMessage): ResponseBody {
+  const body = res as IncomingMessage & { dump(): Promise<void> };
+  body.dump = () =>
+    new Promise<void>((resolve) => {
+      if (res.readableEnded || res.destroyed) return resolve();
+      let seen = 0;
+      res.on('data', (c: Buffer) => {
+        seen += c.length;
+        if (seen > DUMP_LIMIT) res.destroy();
+      });
+      res.once('end', () => resolve());
+      res.once('close', () => resolve());
+      res.on('error', () => resolve());
+      res.resume();
+    });
+  return body;
 }
 
 /** Upload locations and redirects may carry signatures in the query; keep them out of messages. */

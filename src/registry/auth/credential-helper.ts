@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { GantryError } from '../../util/errors.js';
 import type { Credentials } from './credentials.js';
 
@@ -38,7 +37,9 @@ export async function credentialsFromHelper(helper: string, serverUrl: string, e
   return { username, password: secret, source: program };
 }
 
-function runHelper(program: string, input: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }> {
+async function runHelper(program: string, input: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }> {
+  // Loaded on first use: most runs configure no helper, and every command's start-up would pay for it.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve) => {
     const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
