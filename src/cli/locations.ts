@@ -1,6 +1,4 @@
-import { DockerArchiveReader } from '../oci/dockerarchive.js';
-import { DockerArchiveWriter } from '../oci/dockerarchive-writer.js';
-import { OciLayoutReader, OciLayoutWriter } from '../oci/layout.js';
+// Local stores are imported when used: a registry-to-registry copy should not pay for loading them.
 import type { ImageReader, ImageWriter } from '../oci/store.js';
 import { RegistryImageReader, RegistryImageWriter } from '../registry/image.js';
 import { formatReference, parseReference } from '../registry/reference.js';
@@ -40,9 +38,9 @@ export async function openImageReader(loc: ImageLocation, registry: RegistryOpti
     case 'registry':
       return { reader: new RegistryImageReader({ reference: loc.reference, options: registry }) };
     case 'oci':
-      return { reader: await OciLayoutReader.open(loc.dir, loc.tag) };
+      return { reader: await (await import('../oci/layout.js')).OciLayoutReader.open(loc.dir, loc.tag) };
     case 'docker-archive':
-      return { reader: await DockerArchiveReader.open(loc.file, loc.ref) };
+      return { reader: await (await import('../oci/dockerarchive.js')).DockerArchiveReader.open(loc.file, loc.ref) };
   }
 }
 
@@ -54,8 +52,8 @@ export async function openImageWriter(loc: ImageLocation, registry: RegistryOpti
       return { writer: new RegistryImageWriter({ reference: ref, options: registry }), tags: ref.tag ? [ref.tag] : [] };
     }
     case 'oci':
-      return { writer: await OciLayoutWriter.create(loc.dir), tags: [loc.tag ?? 'latest'] };
+      return { writer: await (await import('../oci/layout.js')).OciLayoutWriter.create(loc.dir), tags: [loc.tag ?? 'latest'] };
     case 'docker-archive':
-      return { writer: await DockerArchiveWriter.create(loc.file), tags: loc.ref ? [loc.ref] : [] };
+      return { writer: await (await import('../oci/dockerarchive-writer.js')).DockerArchiveWriter.create(loc.file), tags: loc.ref ? [loc.ref] : [] };
   }
 }
