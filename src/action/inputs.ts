@@ -33,6 +33,8 @@ export interface ActionInputs {
   insecureRegistries: string[];
   registryCertificates: string[];
   sandbox: string;
+  network: string;
+  addHosts: string[];
   reproducible: boolean;
   // credentials
   registry: string;
@@ -43,7 +45,7 @@ export interface ActionInputs {
   notYet: Record<string, string>;
 }
 
-const RUN_ONLY = 'it only affects RUN, which is not implemented yet';
+const RUN_OPTION = 'this RUN option is not implemented yet';
 
 /**
  * build-push-action inputs without a gantry feature behind them. They are declared in action.yml
@@ -55,13 +57,11 @@ export const NOT_YET: Record<string, { why: string; hint: string }> = {
   load: { why: 'there is no Docker daemon to load the image into', hint: 'use `outputs: type=docker,dest=image.tar` and `docker load -i image.tar` where a daemon exists' },
   attests: { why: 'attestations are not produced yet', hint: 'remove it' },
   'build-contexts': { why: 'named build contexts are not implemented yet', hint: 'copy the files into the context, or use COPY --from=<image>' },
-  ssh: { why: RUN_ONLY, hint: 'remove it' },
-  allow: { why: RUN_ONLY, hint: 'remove it' },
-  network: { why: RUN_ONLY, hint: 'remove it' },
-  'add-hosts': { why: RUN_ONLY, hint: 'remove it' },
-  'shm-size': { why: RUN_ONLY, hint: 'remove it' },
-  ulimit: { why: RUN_ONLY, hint: 'remove it' },
-  'cgroup-parent': { why: RUN_ONLY, hint: 'remove it' },
+  ssh: { why: `${RUN_OPTION} (RUN --mount=type=ssh has no agent to forward)`, hint: 'remove it; pass a deploy key as a secret (`secrets` / `secret-files`) and read it with RUN --mount=type=secret' },
+  allow: { why: `${RUN_OPTION} (no entitlements: RUN never gets extra privileges)`, hint: 'remove it; network: host is available through the `network` input' },
+  'shm-size': { why: `${RUN_OPTION} (RUN gets the sandbox's default /dev/shm)`, hint: 'remove it' },
+  ulimit: { why: `${RUN_OPTION} (RUN inherits the step's limits)`, hint: 'remove it, or raise the limit with `ulimit` in the RUN command itself' },
+  'cgroup-parent': { why: `${RUN_OPTION} (RUN runs in the step's cgroup)`, hint: 'remove it' },
   builder: { why: 'gantry builds in the step itself; there is no builder instance to choose', hint: 'remove it (and docker/setup-buildx-action)' },
   call: { why: 'build checks through the Action are not implemented yet', hint: 'run `gantry build --call=check` in a run step' },
 };
@@ -119,6 +119,8 @@ export function readInputs(env: NodeJS.ProcessEnv): ActionInputs {
     insecureRegistries: list('insecure-registry'),
     registryCertificates: list('registry-certificate'),
     sandbox: s('sandbox'),
+    network: s('network'),
+    addHosts: list('add-hosts'),
     reproducible: getBoolean(env, 'reproducible', false),
     registry: s('registry'),
     username: s('username'),
@@ -132,7 +134,6 @@ function unsupported(input: string, why: string, hint: string): GantryError {
   return new GantryError('UNSUPPORTED', `input "${input}" is not supported by this version of gantry: ${why}`, { hint, input });
 }
 
-const RUN_MISSING = 'they are read by RUN --mount=type=secret, and RUN is not implemented yet';
 const CACHE_MISSING = 'the layer cache is not implemented yet';
 
 /**
@@ -141,9 +142,6 @@ const CACHE_MISSING = 'the layer cache is not implemented yet';
  */
 export function rejectUnsupported(inputs: ActionInputs): void {
   const drop = 'remove it from the step\'s `with:` block';
-  if (inputs.secrets.length > 0) throw unsupported('secrets', RUN_MISSING, drop);
-  if (inputs.secretFiles.length > 0) throw unsupported('secret-files', RUN_MISSING, drop);
-  if (inputs.secretEnvs.length > 0) throw unsupported('secret-envs', RUN_MISSING, drop);
   if (inputs.cacheFrom.length > 0) throw unsupported('cache-from', CACHE_MISSING, drop);
   if (inputs.cacheTo.length > 0) throw unsupported('cache-to', CACHE_MISSING, drop);
   if (inputs.cache !== '' && !FALSE.has(inputs.cache)) throw unsupported('cache', CACHE_MISSING, 'remove it or set it to false');
@@ -162,8 +160,5 @@ export function rejectUnsupported(inputs: ActionInputs): void {
   for (const [name, value] of Object.entries(inputs.notYet)) {
     // A boolean input left at false asks for nothing.
     if (value !== '' && !FALSE.has(value)) throw unsupported(name, NOT_YET[name]!.why, NOT_YET[name]!.hint);
-  }
-  if (inputs.sandbox !== '') {
-    throw unsupported('sandbox', 'RUN is not implemented yet, so there is nothing to sandbox', 'remove it; Dockerfiles with RUN fail with a clear error in this version');
   }
 }

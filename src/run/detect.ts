@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GantryError } from '../util/errors.js';
@@ -10,6 +10,7 @@ import { createRootlessSandbox, kernelSupportsUserxattr } from './rootless-sandb
 import { usableUserNamespace, userNamespaceState } from './rootless-userns.js';
 import { findExecutable, findNsTools, SYSTEM_PATH } from './tools.js';
 import type { RunSandbox, SandboxKind } from './types.js';
+import { removeTree } from './remove-tree.js';
 
 export interface BackendCheck {
   kind: SandboxKind;
@@ -63,7 +64,7 @@ async function checkNs(stateDir: string): Promise<BackendCheck> {
     const r = await run(tools.unshare, ['--mount', '--', tools.mount, '-t', 'overlay', 'overlay', '-o', opts, join(dir, 'm')]);
     if (!r.ok) return no(`overlayfs cannot be mounted with an upper directory under ${stateDir}: ${r.text}`);
   } finally {
-    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    await removeTree(dir);
   }
   return { kind: 'ns', usable: true, implemented: true, reason: 'root with CAP_SYS_ADMIN, overlayfs mounts' };
 }
@@ -99,7 +100,7 @@ async function checkRootless(stateDir: string): Promise<BackendCheck> {
     const r = await run(unshare, [...prefix, '--mount', '--', mount, '-t', 'overlay', 'overlay', '-o', opts, join(dir, 'm')]);
     if (!r.ok) return { ...base, usable: false, reason: `overlayfs with userxattr cannot be mounted in a user namespace under ${stateDir}: ${r.text}` };
   } finally {
-    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    await removeTree(dir);
   }
   const squash = mode === 'squashed' ? `, but only uid 0 can be mapped${why}: ownership is squashed` : ', full subordinate id range';
   return state === 'host'

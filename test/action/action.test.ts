@@ -139,7 +139,8 @@ describe('the Action in a simulated runner', () => {
 
   const failures: Array<[string, Record<string, string>, RegExp]> = [
     ['cache-to', { 'cache-to': 'type=gha,mode=max' }, /::error::input "cache-to" is not supported/],
-    ['secrets', { secrets: 'NPM_TOKEN=abc' }, /::error::input "secrets" is not supported/],
+    ['ssh', { ssh: 'default' }, /::error::input "ssh" is not supported/],
+    ['an unknown sandbox', { sandbox: 'docker' }, /::error::input "sandbox" must be one of auto, ns, rootless, inplace, got "docker"/],
     ['platforms', { platforms: 'linux/amd64\nlinux/arm64' }, /::error::input "platforms" is not supported/],
     ['a RUN that fails (scratch has no shell)', { file: 'run.Dockerfile' }, /::error::.*Dockerfile:2: RUN echo hi: exit code 127/],
   ];

@@ -49,8 +49,10 @@ describe('list inputs read like docker/build-push-action', () => {
 
 describe('unsupported inputs fail naming the input', () => {
   const cases: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
-    ['secrets', { INPUT_SECRETS: 'token=abc' }, /input "secrets" is not supported.*RUN is not implemented/],
-    ['secret-files', { 'INPUT_SECRET-FILES': 'npmrc=/tmp/x' }, /input "secret-files"/],
+    ['ssh', { INPUT_SSH: 'default' }, /input "ssh" is not supported.*RUN option.*ssh/],
+    ['shm-size', { 'INPUT_SHM-SIZE': '2g' }, /input "shm-size" is not supported.*RUN option/],
+    ['ulimit', { INPUT_ULIMIT: 'nofile=1024:1024' }, /input "ulimit".*RUN option/],
+    ['allow', { INPUT_ALLOW: 'network.host' }, /input "allow".*entitlements/],
     ['cache-from', { 'INPUT_CACHE-FROM': 'type=gha' }, /input "cache-from" is not supported.*layer cache/],
     ['cache-to', { 'INPUT_CACHE-TO': 'type=gha,mode=max' }, /input "cache-to"/],
     ['cache', { INPUT_CACHE: 'true' }, /input "cache" is not supported/],
@@ -60,10 +62,8 @@ describe('unsupported inputs fail naming the input', () => {
     ['provenance', { INPUT_PROVENANCE: 'mode=max' }, /input "provenance" is not supported/],
     ['sbom', { INPUT_SBOM: 'true' }, /input "sbom"/],
     ['platforms (several)', { INPUT_PLATFORMS: 'linux/amd64,linux/arm64' }, /input "platforms".*one platform per build.*2/],
-    ['sandbox', { INPUT_SANDBOX: 'auto' }, /input "sandbox".*RUN is not implemented/],
     ['load', { INPUT_LOAD: 'true' }, /input "load".*no Docker daemon/],
     ['build-contexts', { 'INPUT_BUILD-CONTEXTS': 'alpine=docker-image://alpine' }, /input "build-contexts"/],
-    ['network', { INPUT_NETWORK: 'host' }, /input "network".*only affects RUN/],
     ['builder', { INPUT_BUILDER: 'mybuilder' }, /input "builder"/],
   ];
   for (const [name, env, re] of cases) {
@@ -83,8 +83,18 @@ describe('unsupported inputs fail naming the input', () => {
     });
   }
 
-  it('accepts what matches gantry already: provenance=false, cache=false, no-cache, one platform', () => {
+  it('accepts what matches gantry already: provenance=false, cache=false, no-cache, one platform, the RUN inputs', () => {
     rejectUnsupported(readInputs({ INPUT_PROVENANCE: 'false', INPUT_CACHE: 'false', 'INPUT_NO-CACHE': 'true', INPUT_PLATFORMS: 'linux/arm64', INPUT_LOAD: 'false' }));
+    rejectUnsupported(
+      readInputs({
+        INPUT_SECRETS: 'token=abc',
+        'INPUT_SECRET-FILES': 'npmrc=.npmrc',
+        'INPUT_SECRET-ENVS': 'gh=GH_TOKEN',
+        INPUT_NETWORK: 'none',
+        'INPUT_ADD-HOSTS': 'docker:10.0.0.1',
+        INPUT_SANDBOX: 'rootless',
+      }),
+    );
   });
 });
 
