@@ -1,9 +1,12 @@
 /**
  * Writes COPY/ADD sources into a root directory with BuildKit's semantics (fsutil copy):
+ * - the destination is resolved inside the root, every symlink followed (the last one too: a
+ *   copy onto an existing symlink writes through it, and the link stays);
  * - the destination is a directory when it ends in `/` (or several sources are given); missing
- *   parents are created 0755, owned by the --chown user (else 0:0);
- * - a source directory copies its contents; into an existing directory they merge, and the
- *   existing directory keeps its metadata;
+ *   parents are created 0755 (the --chmod mode when given), owned by the --chown user (else 0:0);
+ * - a source directory copies its contents; a missing destination is created like a parent, not
+ *   with the source directory's metadata; into an existing directory they merge, and the
+ *   existing directory keeps its metadata (directories below it take the source's);
  * - a file copied onto an existing directory lands inside it;
  * - modes and mtimes come from the source, owners are 0:0 for the build context (kept for other
  *   stages) unless --chown; --chmod applies to every copied file and directory;
@@ -11,9 +14,25 @@
  * Every path written is recorded (relative to the root) so the layer holds exactly those.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readlink, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
-import { basename, join, posix } from 'node:path';
+import { lchown, lstat, mkdir } from 'node:fs/promises';
+import {
+  chmodSync,
+  copyFileSync,
+  createReadStream,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
+import { basename, dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { decompressStream, detectFileCompression, readTar } from '../archive/index.js';
 import type { IgnoreMatcher } from '../dockerfile/index.js';
@@ -40,12 +59,34 @@ export interface CopyOptions {
 
 const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
 
-/** The paths a copy wrote into a root, with the owners they must have in the layer. */
+/** lstat that says `undefined` for a path that is not there. */
+function lstatOrNone(host: string): Stats | undefined {
+  try {
+    return lstatSync(host);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The paths a copy wrote into a root, with the owners they must have in the layer.
+ *
+ * The file system calls are synchronous on purpose: a COPY is thousands of tiny metadata
+ * operations in a strict order, and one thread-pool round trip each (two scheduler wake-ups on a
+ * loaded machine) cost far more than the calls themselves. Methods stay async for callers.
+ */
 export class RootWriter {
   readonly written = new Set<string>();
   readonly owners = new Map<string, Owner>();
   private readonly dirTimes: Array<[string, Date]> = [];
   private readonly links = new Map<string, string>();
+  /** Directories mkdirAll created (host paths), and the mode they get (--chmod applies to them). */
+  private readonly createdDirs: string[] = [];
+  private createdMode = 0o755;
+  /** Directories this writer made empty: a name inside them not yet written needs no clearing. */
+  private readonly fresh = new Set<string>();
 
   constructor(readonly root: string) {}
 
@@ -58,94 +99,113 @@ export class RootWriter {
     return resolveComponentsInRoot(this.root, path, { followFinal });
   }
 
-  private async setOwner(parts: readonly string[], owner: Owner): Promise<void> {
-    const rel = parts.join('/');
-    this.owners.set(rel, owner);
-    if (canChown) await lchown(this.host(parts), owner.uid, owner.gid);
+  private setOwner(host: string, parts: readonly string[], owner: Owner): void {
+    this.owners.set(parts.join('/'), owner);
+    if (canChown) lchownSync(host, owner.uid, owner.gid);
   }
 
   private record(parts: readonly string[]): void {
     this.written.add(parts.join('/'));
   }
 
-  /** mkdir -p inside the root; created directories get 0755, `owner`, and `mtime`. */
+  /**
+   * The mode of the directories mkdirAll creates, from now on and for those it already made:
+   * BuildKit applies --chmod to the parents a copy creates (tonistiigi/fsutil#228, for
+   * moby/buildkit#4945; see moby/buildkit#5943 for the consequence on file modes).
+   */
+  async setCreatedDirMode(mode: number): Promise<void> {
+    this.createdMode = mode;
+    for (const host of this.createdDirs) chmodSync(host, mode);
+  }
+
+  /** mkdir -p inside the root; created directories get 0755 (or the --chmod mode), `owner`, and `mtime`. */
   async mkdirAll(path: string, owner: Owner, mtime: Date): Promise<string[]> {
     const parts = this.resolve(path, true);
     for (let i = 1; i <= parts.length; i++) {
       const sub = parts.slice(0, i);
       const host = this.host(sub);
-      const st = await lstat(host).catch(() => undefined);
+      const st = lstatOrNone(host);
       if (st?.isDirectory()) continue;
       if (st) {
         throw new GantryError('BUILD_FAILED', `cannot create directory /${sub.join('/')}: a file with that name exists in the image`, {
           hint: 'change the destination, or remove that file in an earlier step',
         });
       }
-      await mkdir(host);
-      await chmod(host, 0o755);
-      await this.setOwner(sub, owner);
+      mkdirSync(host);
+      chmodSync(host, this.createdMode);
+      this.setOwner(host, sub, owner);
+      this.createdDirs.push(host);
+      this.fresh.add(host);
       this.dirTimes.push([host, mtime]);
       this.record(sub);
     }
     return parts;
   }
 
-  /** Removes whatever is at `parts` unless it is a directory and `keepDir`. Returns whether a directory remains. */
-  private async clear(parts: readonly string[], keepDir: boolean): Promise<boolean> {
-    const host = this.host(parts);
-    const st = await lstat(host).catch(() => undefined);
+  /** Removes whatever is at `host` unless it is a directory and `keepDir`. Returns whether a directory remains. */
+  private clear(host: string, parts: readonly string[], keepDir: boolean): boolean {
+    if (parts.length > 0 && this.fresh.has(dirname(host)) && !this.written.has(parts.join('/'))) return false;
+    const st = lstatOrNone(host);
     if (!st) return false;
     if (st.isDirectory()) {
       if (keepDir) return true;
-      await rm(host, { recursive: true, force: true });
+      rmSync(host, { recursive: true, force: true });
       return false;
     }
-    await unlink(host);
+    unlinkSync(host);
     return false;
   }
 
   async writeFile(parts: readonly string[], src: { host?: string; data?: Buffer }, meta: { mode: number; owner: Owner; mtime: Date; inode?: string }): Promise<void> {
-    await this.clear(parts, false);
     const host = this.host(parts);
+    this.clear(host, parts, false);
     const first = meta.inode ? this.links.get(meta.inode) : undefined;
     if (first !== undefined) {
-      await link(first, host);
+      linkSync(first, host);
       this.record(parts);
       return;
     }
-    if (src.host !== undefined) await copyFile(src.host, host);
-    else await writeFile(host, src.data ?? Buffer.alloc(0));
+    if (src.host !== undefined) copyFileSync(src.host, host);
+    else writeFileSync(host, src.data ?? Buffer.alloc(0));
     if (meta.inode) this.links.set(meta.inode, host);
-    await this.setOwner(parts, meta.owner);
-    await chmod(host, meta.mode);
-    await utimes(host, meta.mtime, meta.mtime);
+    this.setOwner(host, parts, meta.owner);
+    chmodSync(host, meta.mode);
+    utimesSync(host, meta.mtime, meta.mtime);
     this.record(parts);
   }
 
   async writeSymlink(parts: readonly string[], target: string, meta: { owner: Owner; mtime: Date }): Promise<void> {
-    await this.clear(parts, false);
     const host = this.host(parts);
-    await symlink(target, host);
-    await this.setOwner(parts, meta.owner);
-    await lutimes(host, meta.mtime, meta.mtime);
+    this.clear(host, parts, false);
+    symlinkSync(target, host);
+    this.setOwner(host, parts, meta.owner);
+    lutimesSync(host, meta.mtime, meta.mtime);
     this.record(parts);
   }
 
   /** Creates (or, unless `keepExisting`, re-stamps) a directory with the given metadata. */
   async writeDir(parts: readonly string[], meta: { mode: number; owner: Owner; mtime: Date }, keepExisting: boolean): Promise<void> {
-    const exists = await this.clear(parts, true);
-    if (exists && keepExisting) return;
     const host = this.host(parts);
-    if (!exists) await mkdir(host);
-    await this.setOwner(parts, meta.owner);
-    await chmod(host, meta.mode);
+    const exists = this.clear(host, parts, true);
+    if (exists && keepExisting) return;
+    if (!exists) {
+      mkdirSync(host);
+      this.fresh.add(host);
+    }
+    this.setOwner(host, parts, meta.owner);
+    chmodSync(host, meta.mode);
     this.dirTimes.push([host, meta.mtime]);
     this.record(parts);
   }
 
+  /** Something other than this writer (an archive unpack) wrote into the root: names may exist anywhere. */
+  forgetFresh(): void {
+    this.fresh.clear();
+  }
+
   /** Directory times last, deepest first: writing inside a directory changes its mtime. */
   async finish(): Promise<void> {
-    for (const [host, t] of this.dirTimes.reverse()) await utimes(host, t, t);
+    for (const [host, t] of this.dirTimes.reverse()) utimesSync(host, t, t);
     this.dirTimes.length = 0;
   }
 }
@@ -169,6 +229,7 @@ function modeOf(entry: TreeEntry, opts: CopyOptions, tree?: SourceTree): number 
  */
 export async function copyItem(w: RootWriter, item: CopyItem, dest: string, opts: CopyOptions): Promise<void> {
   const owner0: Owner = opts.chown ?? { uid: 0, gid: 0 };
+  if (opts.chmod !== undefined) await w.setCreatedDirMode(opts.chmod);
   if (item.kind === 'archive') {
     const parts = await w.mkdirAll(dest, owner0, opts.now);
     await extractArchive(w, item.host, parts, opts);
@@ -178,6 +239,8 @@ export async function copyItem(w: RootWriter, item: CopyItem, dest: string, opts
   // Where the item lands: into an existing directory, or at the destination itself.
   let target: string[];
   let mergeTop = false;
+  // The destination is resolved inside the root with its last component followed too
+  // (fsutil: fs.RootPath(dstRoot, dst)): a copy onto an existing symlink writes through it.
   const resolved = w.resolve(dest, true);
   const st = await lstat(join(w.root, ...resolved)).catch(() => undefined);
   if (item.kind === 'tree' && item.parents !== undefined) {
@@ -187,7 +250,12 @@ export async function copyItem(w: RootWriter, item: CopyItem, dest: string, opts
       target = resolved;
       mergeTop = true;
     } else target = [...resolved, item.name];
-  } else target = w.resolve(dest, false);
+  } else if (isDir && !st) {
+    // A missing destination of a directory copy is made like its parents (0755, --chown user
+    // or root; fsutil prepareTargetDir's MkdirAll), never with the source directory's metadata.
+    target = await w.mkdirAll('/' + resolved.join('/'), owner0, opts.now);
+    mergeTop = true;
+  } else target = resolved;
 
   if (item.kind === 'tree' && item.parents !== undefined) await copyParents(w, item, dest, opts);
   if (target.length > 1) await w.mkdirAll('/' + target.slice(0, -1).join('/'), owner0, opts.now);
@@ -228,7 +296,7 @@ async function copyParents(w: RootWriter, item: Extract<CopyItem, { kind: 'tree'
 async function writeTreeEntry(w: RootWriter, item: { tree: SourceTree }, entry: TreeEntry, parts: string[], owner: Owner, opts: CopyOptions): Promise<void> {
   const st = entry.stat;
   if (st.isSymbolicLink()) {
-    await w.writeSymlink(parts, await readlink(entry.host), { owner, mtime: st.mtime });
+    await w.writeSymlink(parts, readlinkSync(entry.host), { owner, mtime: st.mtime });
   } else if (st.isFile()) {
     const inode = st.nlink > 1 ? `${item.tree.dir}:${st.dev}:${st.ino}` : undefined;
     const meta: { mode: number; owner: Owner; mtime: Date; inode?: string } = { mode: modeOf(entry, opts), owner, mtime: st.mtime };
@@ -295,6 +363,7 @@ async function extractArchive(w: RootWriter, host: string, destParts: string[], 
     }
   };
   const sub = join(w.root, ...destParts);
+  w.forgetFresh();
   await unpackLayer(sub, record(), { ownership: canChown ? 'preserve' : 'squash', layerName: host, ...(opts.signal ? { signal: opts.signal } : {}) });
   for (const name of names) {
     const parts = [...destParts, ...posix.normalize(name).split('/').filter((p) => p && p !== '..')];

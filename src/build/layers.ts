@@ -3,8 +3,8 @@
  * includes them) read back from the root they were written to, tarred deterministically,
  * compressed and digested in one pass into a blob file under the build's work directory.
  */
-import { createReadStream, type Stats } from 'node:fs';
-import { lstat, mkdir, readlink, rename } from 'node:fs/promises';
+import { createReadStream, lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeLayer, type LayerEntry, type TarHeader } from '../archive/index.js';
@@ -29,25 +29,37 @@ export interface LayerWriteOptions {
   clampMtime?: number;
 }
 
-/** Compares `/`-separated paths component by component, so parents sort before their children. */
-export function comparePaths(a: string, b: string): number {
-  const pa = a.split('/');
-  const pb = b.split('/');
+/** Byte order of two path components (UTF-8 order equals UTF-16 order below the surrogates). */
+function compareComponents(a: string, b: string): number {
+  if (!/[\ud800-\uffff]/.test(a) && !/[\ud800-\uffff]/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function compareSplit(pa: readonly string[], pb: readonly string[]): number {
   for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-    const c = Buffer.compare(Buffer.from(pa[i]!), Buffer.from(pb[i]!));
+    const c = compareComponents(pa[i]!, pb[i]!);
     if (c !== 0) return c;
   }
   return pa.length - pb.length;
 }
 
+/** Compares `/`-separated paths component by component, so parents sort before their children. */
+export function comparePaths(a: string, b: string): number {
+  return compareSplit(a.split('/'), b.split('/'));
+}
+
 /** Paths (relative, no leading `/`) plus every ancestor directory, sorted parents first. */
 export function withParents(paths: Iterable<string>): string[] {
-  const all = new Set<string>();
+  const all = new Map<string, string[]>();
   for (const p of paths) {
     const parts = p.split('/').filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('/'));
+    for (let i = parts.length; i >= 1; i--) {
+      const key = i === parts.length ? parts.join('/') : parts.slice(0, i).join('/');
+      if (all.has(key)) break; // its ancestors are in already
+      all.set(key, parts.slice(0, i));
+    }
   }
-  return [...all].sort(comparePaths);
+  return [...all].sort((a, b) => compareSplit(a[1], b[1])).map(([k]) => k);
 }
 
 function devNumbers(st: Stats): { devmajor: number; devminor: number } {
@@ -55,14 +67,21 @@ function devNumbers(st: Stats): { devmajor: number; devminor: number } {
   return { devmajor: (rdev >> 8) & 0xfff, devminor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
 }
 
-/** Tar entries for `paths` as they are now under `root`; `ownerOf` overrides the disk's owners. */
+/** Files up to this size are read whole (one call) instead of streamed (open, reads, close). */
+const READ_WHOLE_MAX = 1 << 20;
+
+/**
+ * Tar entries for `paths` as they are now under `root`; `ownerOf` overrides the disk's owners.
+ * Metadata and small files are read synchronously: a layer of thousands of small files is
+ * otherwise dominated by thread-pool round trips, not by the reads.
+ */
 export async function* entriesFromRoot(root: string, paths: Iterable<string>, ownerOf: (rel: string) => Owner | undefined): AsyncGenerator<LayerEntry> {
   const links = new Map<string, string>();
   for (const rel of withParents(paths)) {
     const host = join(root, rel);
     let st: Stats;
     try {
-      st = await lstat(host);
+      st = lstatSync(host);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // replaced later in the same step
       throw err;
@@ -70,7 +89,7 @@ export async function* entriesFromRoot(root: string, paths: Iterable<string>, ow
     const owner = ownerOf(rel) ?? { uid: st.uid, gid: st.gid };
     const base = { name: rel, mode: st.mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: st.mtime };
     if (st.isDirectory()) yield { header: { ...base, type: 'dir' } };
-    else if (st.isSymbolicLink()) yield { header: { ...base, type: 'symlink', linkname: await readlink(host) } };
+    else if (st.isSymbolicLink()) yield { header: { ...base, type: 'symlink', linkname: readlinkSync(host) } };
     else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}`;
       const first = st.nlink > 1 ? links.get(key) : undefined;
@@ -80,7 +99,7 @@ export async function* entriesFromRoot(root: string, paths: Iterable<string>, ow
       }
       if (st.nlink > 1) links.set(key, rel);
       const header: TarHeader = { ...base, type: 'file', size: st.size };
-      yield { header, body: st.size > 0 ? createReadStream(host) : Buffer.alloc(0) };
+      yield { header, body: st.size === 0 ? Buffer.alloc(0) : st.size <= READ_WHOLE_MAX ? readFileSync(host) : createReadStream(host) };
     } else if (st.isFIFO()) yield { header: { ...base, type: 'fifo' } };
     else if (st.isCharacterDevice()) yield { header: { ...base, type: 'char', ...devNumbers(st) } };
     else if (st.isBlockDevice()) yield { header: { ...base, type: 'block', ...devNumbers(st) } };

@@ -4,7 +4,7 @@
  * filepath.Match rules (`*`, `?`, `[...]`, `[^...]`, `\` escapes) as BuildKit does, symlinks
  * resolved inside the tree, excluded paths invisible.
  */
-import type { Stats } from 'node:fs';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { IgnoreMatcher, ParentMatch } from '../dockerfile/index.js';
@@ -165,14 +165,16 @@ async function walk(
   pending: TreeEntry[],
   out: TreeEntry[],
 ): Promise<void> {
-  const names = (await readdir(host)).sort(byteOrder);
+  // Synchronous listing: thousands of tiny calls in order, where a thread-pool round trip each
+  // costs more than the call (see RootWriter).
+  const names = readdirSync(host).sort(byteOrder);
   for (const name of names) {
     const childTree = treeRel === '' ? name : `${treeRel}/${name}`;
     const childRel = rel === '' ? name : `${rel}/${name}`;
     const childHost = join(host, name);
     let stat: Stats;
     try {
-      stat = await lstat(childHost);
+      stat = lstatSync(childHost);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw err;

@@ -74,8 +74,9 @@ describe('COPY keeps context metadata as BuildKit does', () => {
       assert.deepEqual([tree['bin/a.txt']!.uid, tree['bin/a.txt']!.gid], [0, 0]);
       assert.equal(tree['bin']!.mode, 0o755);
       assert.deepEqual([tree['owned/b.txt']!.uid, tree['owned/b.txt']!.gid, tree['owned/b.txt']!.mode], [1000, 2000, 0o640]);
-      // Directories the copy creates belong to the --chown user (fsutil's MkdirAll chowns them).
-      assert.deepEqual([tree['owned']!.uid, tree['owned']!.gid, tree['owned']!.mode], [1000, 2000, 0o755]);
+      // Directories the copy creates belong to the --chown user (fsutil's MkdirAll chowns them)
+      // and get the --chmod mode (tonistiigi/fsutil#228; moby/buildkit#5943 shows exactly this).
+      assert.deepEqual([tree['owned']!.uid, tree['owned']!.gid, tree['owned']!.mode], [1000, 2000, 0o640]);
     } finally {
       await b.tmp.cleanup();
     }
