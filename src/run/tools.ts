@@ -1,5 +1,4 @@
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { findExecutable as findInPath } from '../util/find-executable.js';
 import { GantryError } from '../util/errors.js';
 
 /**
@@ -19,18 +18,9 @@ export interface NsTools {
 
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** `which` over the system directories (not the caller's PATH: RUN tools must be the host's own). */
 export function findExecutable(name: string, pathEnv: string = SYSTEM_PATH): string | undefined {
-  for (const dir of pathEnv.split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return findInPath(name, pathEnv);
 }
 
 const PACKAGES: Record<string, string> = {

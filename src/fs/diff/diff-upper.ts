@@ -1,8 +1,9 @@
-import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { LayerEntry, TarHeader } from '../../archive/index.js';
 import { wrapError } from '../../util/errors.js';
 import { silentLogger, type Logger } from '../../util/logger.js';
+import { statEntry } from './stat-entry.js';
 import { isOpaqueMarked, isOverlayXattr, isXwhiteoutMarked, readXattrs, type XattrMap } from './getfattr.js';
 
 /**
@@ -28,14 +29,7 @@ export interface DiffOptions {
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_WHITEOUT = '.wh..wh..opq';
 
-/** Linux dev_t split (glibc's gnu_dev_major/minor), on a JS number. */
-export function deviceNumbers(rdev: number): { major: number; minor: number } {
-  const hi = Math.floor(rdev / 2 ** 32);
-  const lo = rdev % 2 ** 32;
-  const major = ((lo >>> 8) & 0xfff) | ((hi & 0xfffff000) >>> 0);
-  const minor = (lo & 0xff) | ((lo >>> 12) & 0xfff00);
-  return { major, minor };
-}
+export { deviceNumbers } from './stat-entry.js';
 
 function isWhiteout(st: Stats, attrs: Record<string, Buffer> | undefined): boolean {
   if (st.isCharacterDevice() && st.rdev === 0) return true;
@@ -99,35 +93,9 @@ export async function* diffUpperDir(upperDir: string, opts: DiffOptions = {}): A
         yield* walk(host, name);
         continue;
       }
-      if (st.nlink > 1) {
-        const key = `${st.dev}:${st.ino}`;
-        const first = firstLink.get(key);
-        if (first !== undefined) {
-          yield { header: { ...header, type: 'hardlink', linkname: first, size: 0 } };
-          continue;
-        }
-        firstLink.set(key, name);
-      }
-      if (st.isFile()) {
-        header.size = st.size;
-        yield { header, body: st.size > 0 ? createReadStream(host) : Buffer.alloc(0) };
-      } else if (st.isSymbolicLink()) {
-        header.type = 'symlink';
-        header.linkname = readlinkSync(host);
-        yield { header };
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        header.type = st.isCharacterDevice() ? 'char' : 'block';
-        const { major, minor } = deviceNumbers(st.rdev);
-        header.devmajor = major;
-        header.devminor = minor;
-        yield { header };
-      } else if (st.isFIFO()) {
-        header.type = 'fifo';
-        yield { header };
-      } else {
-        // Sockets have no tar representation; docker and BuildKit drop them too.
-        logger.log('debug', `not archiving socket ${name}`);
-      }
+      const out = statEntry(header, st, host, firstLink);
+      if (out) yield out;
+      else logger.log('debug', `not archiving socket ${name}`);
     }
   }
 

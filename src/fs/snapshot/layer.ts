@@ -1,8 +1,9 @@
-import { createReadStream, lstatSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import type { LayerEntry, TarHeader } from '../../archive/index.js';
 import { wrapError } from '../../util/errors.js';
 import { silentLogger, type Logger } from '../../util/logger.js';
-import { deviceNumbers, WHITEOUT_PREFIX } from '../diff/diff-upper.js';
+import { WHITEOUT_PREFIX } from '../diff/diff-upper.js';
+import { statEntry } from '../diff/stat-entry.js';
 import { readXattrs, type XattrMap } from '../diff/getfattr.js';
 import { isGantryError } from '../../util/errors.js';
 import { comparePaths, type Change } from './diff.js';
@@ -103,33 +104,8 @@ export async function* snapshotLayerEntries(root: string, changes: readonly Chan
       yield { header };
       continue;
     }
-    if (st.nlink > 1) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = firstLink.get(key);
-      if (first !== undefined) {
-        yield { header: { ...header, type: 'hardlink', linkname: first, size: 0 } };
-        continue;
-      }
-      firstLink.set(key, item.name);
-    }
-    if (st.isFile()) {
-      header.size = st.size;
-      yield { header, body: st.size > 0 ? createReadStream(host) : Buffer.alloc(0) };
-    } else if (st.isSymbolicLink()) {
-      header.type = 'symlink';
-      header.linkname = readlinkSync(host);
-      yield { header };
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      header.type = st.isCharacterDevice() ? 'char' : 'block';
-      const { major, minor } = deviceNumbers(st.rdev);
-      header.devmajor = major;
-      header.devminor = minor;
-      yield { header };
-    } else if (st.isFIFO()) {
-      header.type = 'fifo';
-      yield { header };
-    } else {
-      logger.log('debug', `not archiving socket ${item.path}`);
-    }
+    const out = statEntry(header, st, host, firstLink);
+    if (out) yield out;
+    else logger.log('debug', `not archiving socket ${item.path}`);
   }
 }

@@ -1,6 +1,4 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { GantryError } from '../../util/errors.js';
 
 /**
@@ -22,20 +20,7 @@ export function keptXattrs(attrs: Record<string, Buffer> | undefined): Record<st
   return kept.length > 0 ? Object.fromEntries(kept) : undefined;
 }
 
-/** First executable called `name` on PATH, like `which`. */
-export function findExecutable(name: string, pathEnv: string | undefined = process.env.PATH): string | undefined {
-  for (const dir of (pathEnv ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
+export { findExecutable } from '../../util/find-executable.js';
 
 export function setfattrMissing(): GantryError {
   return new GantryError('UNSUPPORTED', 'the layer has extended attributes (e.g. file capabilities) but `setfattr` is not installed', {
