@@ -57,51 +57,63 @@ interface Job {
   reject(e: Error): void;
 }
 
-/** A small pool of gzip workers with round-robin dispatch; jobs settle in any order. */
+/**
+ * A small pool of gzip workers with round-robin dispatch; jobs settle in any order. One pool
+ * serves the whole process (starting threads costs ~100 ms, more than compressing a typical RUN
+ * layer), and its threads keep the process alive only while jobs are in flight.
+ */
 class GzipPool {
   private readonly workers: Worker[] = [];
   private readonly jobs = new Map<number, Job>();
   private nextId = 0;
-  private closed = false;
+  broken = false;
 
-  constructor(size: number) {
+  constructor(readonly size: number) {
     for (let i = 0; i < size; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true });
+      w.unref();
       w.on('message', (m: { id: number; output?: ArrayBuffer; error?: string }) => {
         const job = this.jobs.get(m.id);
         if (!job) return;
-        this.jobs.delete(m.id);
+        this.settled(m.id);
         if (m.output) job.resolve(Buffer.from(m.output));
         else job.reject(new GantryError('INTERNAL', `gzip worker failed: ${m.error}`));
       });
-      w.on('error', (err) => this.failAll(new GantryError('INTERNAL', `gzip worker crashed: ${err.message}`, {}, { cause: err })));
-      w.on('exit', (code) => {
-        if (!this.closed) this.failAll(new GantryError('INTERNAL', `gzip worker exited unexpectedly (code ${code})`));
-      });
+      w.on('error', (err) => this.fail(new GantryError('INTERNAL', `gzip worker crashed: ${err.message}`, {}, { cause: err })));
+      w.on('exit', (code) => this.fail(new GantryError('INTERNAL', `gzip worker exited unexpectedly (code ${code})`)));
       this.workers.push(w);
     }
   }
 
   compress(input: ArrayBuffer, level: number): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new GantryError('ABORTED', 'gzip worker pool is closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      if (this.jobs.size === 0) for (const w of this.workers) w.ref();
       this.jobs.set(id, { resolve, reject });
       this.workers[id % this.workers.length]!.postMessage({ id, input, level }, [input]);
     });
   }
 
-  private failAll(err: Error): void {
-    for (const job of this.jobs.values()) job.reject(err);
-    this.jobs.clear();
+  private settled(id: number): void {
+    this.jobs.delete(id);
+    if (this.jobs.size === 0) for (const w of this.workers) w.unref();
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.failAll(new GantryError('ABORTED', 'gzip compression was cancelled'));
+  /** A dead worker poisons the pool: its jobs fail and the next layer starts a fresh pool. */
+  private fail(err: Error): void {
+    if (this.broken) return;
+    this.broken = true;
+    for (const job of this.jobs.values()) job.reject(err);
+    this.jobs.clear();
     for (const w of this.workers) void w.terminate();
   }
+}
+
+let sharedPool: GzipPool | undefined;
+
+function poolOf(size: number): GzipPool {
+  if (!sharedPool || sharedPool.broken || sharedPool.size !== size) sharedPool = new GzipPool(size);
+  return sharedPool;
 }
 
 export class ParallelGzip extends Transform {
@@ -141,14 +153,12 @@ export class ParallelGzip extends Transform {
   override _flush(cb: TransformCallback): void {
     // An empty input still yields one (empty) member so the output is a valid gzip file.
     if (this.filled > 0 || this.nextIndex === 0) this.submit();
-    this.emitReady(0).then(() => {
-      this.pool?.close();
-      cb();
-    }, cb);
+    this.emitReady(0).then(() => cb(), cb);
   }
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    this.pool?.close();
+    // Members still in the shared pool finish and are dropped; nothing else is waiting on them.
+    this.inFlight.length = 0;
     cb(err);
   }
 
@@ -172,7 +182,7 @@ export class ParallelGzip extends Transform {
         zlib.gzip(new Uint8Array(input), { level }, (err, out) => (err ? reject(err) : resolve(out))),
       );
     } else {
-      this.pool ??= new GzipPool(this.poolSize);
+      this.pool ??= poolOf(this.poolSize);
       job = this.pool.compress(input, this.level);
     }
     // Failures are reported in order by emitReady; a later member failing first must not
