@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { benchBuild } from './build.js';
 import { benchCopy } from './copy.js';
+import { benchRun } from './run.js';
 
 const has = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
   if (has('skopeo')) await benchCopy();
   else console.log('copy: skopeo not installed, no peer to compare with');
   await benchBuild();
+  await benchRun();
 }
 
 main().catch((err) => {
