@@ -19,13 +19,11 @@ export const END = '<!-- flag-table:end -->';
 export const REFUSED_BY_EXECUTOR = {
   'force-build-metadata': 'not yet: refused when given',
   'push-ignore-immutable-tag-errors': 'not yet: refused when given',
-  'ignore-var-run': 'only the default (true); `=false` is refused until RUN snapshots exist',
 };
 
 /** Flags accepted because gantry always behaves the way they ask. */
 const ALWAYS = {
   cleanup: 'accepted: gantry always removes its build filesystem',
-  force: 'accepted: gantry never refuses to run outside a container',
 };
 
 /** The compiled executor flag table: lib/ (published layout) or dist/ (development). */

@@ -3,13 +3,21 @@
  * everything that can fail cheaply fails before any work (Dockerfile errors, no RUN sandbox here,
  * base images that do not resolve, push permission), stages then run dependencies first (up to
  * two at a time), and outputs are written only once the image is complete.
+ *
+ * With the inplace sandbox every stage is built in the one sandbox root (`/` in the executor
+ * image), one stage at a time; the builder's own files (work dir, context, credentials, outputs)
+ * are on the sandbox's ignore list, and registry names are resolved through a resolver captured
+ * before the first base image replaces /etc.
  */
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lookup as dnsLookup } from 'node:dns';
+import type { LookupFunction } from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { openContext } from '../context/index.js';
 import { injectOnbuild, loadDockerignore, parseDockerfile, planBuild, type BuildPlan, type Instruction } from '../dockerfile/index.js';
 import { RegistryClient, checkPushPermission, parseReference } from '../registry/index.js';
+import { captureResolver, type CapturedResolver } from '../run/index.js';
 import { GantryError, wrapError } from '../util/errors.js';
 import { limiter } from '../util/limit.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -50,6 +58,25 @@ function sourceDateEpoch(opts: BuildOptions, env: NodeJS.ProcessEnv): number | u
   return Number(raw);
 }
 
+/**
+ * What the builder keeps inside the inplace root and must not lose to a wipe nor put in a
+ * layer: its work dir, the context, DOCKER_CONFIG, the RUN cache dir and the outputs.
+ */
+function builderDirs(options: BuildOptions, env: NodeJS.ProcessEnv, workDir: string, contextDir: string, cacheDir: string): string[] {
+  const dirs = [workDir, contextDir, cacheDir];
+  // Credentials are read again at push time, after the wipes: keep where they live.
+  const docker = env.DOCKER_CONFIG || options.registry?.dockerConfigDir || (env.HOME ? join(env.HOME, '.docker') : undefined);
+  if (docker) dirs.push(resolve(docker));
+  if (env.REGISTRY_AUTH_FILE) dirs.push(resolve(env.REGISTRY_AUTH_FILE));
+  for (const f of [options.tarPath, options.ociLayoutPath, options.digestFile, options.imageNameWithDigestFile, options.imageNameTagWithDigestFile]) {
+    if (f) dirs.push(resolve(f));
+  }
+  if (options.defaultOutputDir !== false) dirs.push(resolve(options.defaultOutputDir ?? 'gantry-out'));
+  const root = options.inplace?.root ?? '/';
+  // In-root paths: those outside a relocated root are never touched anyway.
+  return dirs.flatMap((d) => (root === '/' ? [d] : d === root || d.startsWith(root.replace(/\/+$/, '') + '/') ? [d.slice(root.replace(/\/+$/, '').length) || '/'] : []));
+}
+
 const hasRun = (instructions: readonly Instruction[]) => instructions.some((i) => i.kind === 'run');
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -58,7 +85,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // One failing stage stops the others: they would only keep working on a build that is lost.
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-  const registryOptions = { ...(options.registry ?? {}), logger: options.registry?.logger ?? logger, env: options.registry?.env ?? env };
+  let captured: CapturedResolver | undefined;
+  const lookup = ((host: string, opts: object, cb: (...a: unknown[]) => void) =>
+    captured ? captured.lookup(host, opts as never, cb as never) : dnsLookup(host, opts as never, cb as never)) as unknown as LookupFunction;
+  const registryOptions = { ...(options.registry ?? {}), logger: options.registry?.logger ?? logger, env: options.registry?.env ?? env, lookup: options.registry?.lookup ?? lookup };
   const client = new RegistryClient(registryOptions);
   const workRoot = options.workDir ?? tmpdir();
   const workDir = await mkdtemp(join(workRoot, 'gantry-build-'));
@@ -96,9 +126,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       addHosts: options.addHosts ?? [],
       workDir,
       logger,
+      ...(options.inplace ? { inplace: options.inplace } : {}),
     });
     // A Dockerfile with RUN learns now, before any download, whether it can run here.
-    if (plan.order.some((i) => hasRun(plan.stages[i]!.instructions))) await runContext.sandbox();
+    // An explicit --sandbox=inplace builds in place even without RUN (Kaniko's only model).
+    const needsSandbox = options.sandbox === 'inplace' || plan.order.some((i) => hasRun(plan.stages[i]!.instructions));
+    if (needsSandbox && (await runContext.sandbox()) === 'inplace') {
+      // Every stage is built in the sandbox's root from here on; name resolution is captured
+      // now, before the image's /etc replaces ours (src/run/inplace-dns.ts).
+      captured = captureResolver();
+      runContext.inplaceSandbox(builderDirs(options, env, workDir, ctx.dir, runContext.opts.cacheDir));
+      if ((options.inplace?.root ?? '/') === '/' && !/^\/(kaniko|gantry)(\/|$)/.test(workDir)) {
+        logger.log('warn', `building in place with the work directory ${workDir}: it is kept out of layers, but a RUN that deletes it (rm -rf /tmp/*) breaks the build; pass a work directory under /kaniko (--kaniko-dir)`);
+      }
+    }
     const epoch = sourceDateEpoch(options, env);
 
     const ignore = await loadDockerignore({ contextDir: ctx.dir, dockerfile: dockerfilePath });
@@ -124,7 +165,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const created = options.reproducible ? new Date((epoch ?? 0) * 1000) : epoch !== undefined ? new Date(epoch * 1000) : now;
     const store = new LayerStore(join(workDir, 'blobs'));
     const steps: BuildResult['steps'] = [];
-    const limit = limiter(STAGE_CONCURRENCY);
+    // One root for all stages in place: they take turns.
+    const limit = limiter(runContext.inplace ? 1 : STAGE_CONCURRENCY);
     const running = new Map<number, Promise<BuiltStage>>();
     const images = new Map<string, Promise<SourceTree>>();
     const single = plan.order.length === 1;

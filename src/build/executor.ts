@@ -26,7 +26,7 @@ import type { BuildResult } from './options.js';
 import type { BuildSession, BuiltStage, PreparedStage } from './session.js';
 import { cleanSourcePath, hasWildcard, lstatInTree, matchSource, type SourceTree } from './sources.js';
 import { runStep } from './run.js';
-import { baseLayers, RootFs, type StageImage } from './stage.js';
+import { baseLayers, InplaceRootFs, RootFs, type StageImage } from './stage.js';
 import { needsLookup, resolveOwner, type Owner } from './users.js';
 
 /** `file:line` of an instruction, for messages. */
@@ -60,7 +60,8 @@ class StageExecutor {
     this.baseImage = image.base;
     this.meta = { config: image.config, cmdSet: false };
     this.layers = image.layers;
-    this.rootfs = new RootFs(join(s.workDir, `rootfs-${p.planned.index}`));
+    const inplace = s.run.inplace;
+    this.rootfs = inplace ? new InplaceRootFs(inplace) : new RootFs(join(s.workDir, `rootfs-${p.planned.index}`));
   }
 
   private get config(): ImageConfig {
@@ -107,7 +108,9 @@ class StageExecutor {
     }
     const image: StageImage = { config: this.config, layers: this.layers };
     if (this.baseImage) image.base = this.baseImage;
-    const rootfs = this.rootfs;
+    // inplace: the next stage wipes the shared root, so later readers unpack this stage's layers
+    // into a directory of their own (under the work dir, which the sandbox ignores).
+    const rootfs = this.s.run.inplace ? new RootFs(join(this.s.workDir, `stage-files-${this.p.planned.index}`)) : this.rootfs;
     const layers = this.layers;
     const signal = this.s.signal;
     let files: Promise<string> | undefined;
@@ -158,7 +161,7 @@ class StageExecutor {
   /** RUN: see run.ts. The root catches up with the new layer when a later step needs files. */
   private async runInstruction(inst: RunInstruction, scope: StageScope, raw: Instruction, prefix: string): Promise<ImageLayer> {
     const root = await this.root();
-    const { layer, createdBy } = await runStep({
+    const { layer, createdBy, snapshotted } = await runStep({
       session: this.s,
       inst,
       display: displayInstruction(raw),
@@ -170,6 +173,7 @@ class StageExecutor {
       tree: (from) => this.mountTree(from),
     });
     this.layers.push(layer);
+    if (snapshotted) this.rootfs.markApplied(this.layers.length, { snapshotted: true });
     this.history(createdBy, layer);
     return layer;
   }

@@ -71,6 +71,13 @@ export interface BuildOptions {
   network?: 'default' | 'none' | 'host';
   /** Extra `/etc/hosts` entries for RUN (`--add-host host:ip`). */
   addHosts?: Array<{ host: string; ip: string }>;
+  /**
+   * The inplace sandbox (Kaniko's model, chosen in unprivileged pods): `root` the image is built
+   * in (default `/`), extra paths never unpacked over, wiped or snapshotted (`--ignore-path`),
+   * `--ignore-var-run`, the walk's `--snapshot-mode`, and `--force` (build in place outside a
+   * detected container).
+   */
+  inplace?: { root?: string; ignorePaths?: string[]; ignoreVarRun?: boolean; snapshotMode?: 'full' | 'redo' | 'time'; force?: boolean };
   /** Where `RUN --mount=type=cache` directories persist between builds; default `~/.cache/gantry/run-cache`. */
   cacheDir?: string;
   /** Environment for bare build args, SOURCE_DATE_EPOCH, GIT_* credentials, BUILDER_OUTPUT. Default process.env. */

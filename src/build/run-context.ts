@@ -6,9 +6,10 @@
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { backendNotImplemented, detectSandbox, type SandboxKind } from '../run/index.js';
+import { backendNotImplemented, createInplaceSandbox, detectSandbox, type InplaceSandbox, type SandboxKind } from '../run/index.js';
 import { GantryError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import type { BuildOptions } from './options.js';
 
 export interface SecretSource {
   src?: string;
@@ -26,7 +27,10 @@ export interface RunContextOptions {
   /** The build's temp directory (0700): hosts file, detection probes. */
   workDir: string;
   logger: Logger;
+  inplace?: InplaceOptions;
 }
+
+export type InplaceOptions = NonNullable<BuildOptions['inplace']>;
 
 /** `~/.cache/gantry/run-cache`, or `$XDG_CACHE_HOME/gantry/run-cache`. */
 export function defaultRunCacheDir(env: NodeJS.ProcessEnv): string {
@@ -34,22 +38,20 @@ export function defaultRunCacheDir(env: NodeJS.ProcessEnv): string {
   return join(base, 'gantry', 'run-cache');
 }
 
-/**
- * src/run has the inplace backend (Kaniko's model: unpack onto `/`, walk snapshots), but the
- * build engine still takes RUN layers from an overlay upper dir; until it drives the walk
- * snapshotter, choosing inplace must fail rather than build wrong layers.
- */
-function refuseUndriven(kind: SandboxKind): void {
-  if (kind === 'inplace') {
-    throw new GantryError('UNSUPPORTED', 'RUN with the inplace sandbox is not supported by the build engine yet (only ns and rootless are)', {
-      hint: 'run gantry as root with CAP_SYS_ADMIN (ns), or as a user with user namespaces (rootless)',
-    });
-  }
-}
-
 /** Picks the backend: `auto` takes what detectSandbox finds; an explicit kind must be usable here. */
-export async function chooseSandbox(want: 'auto' | SandboxKind, stateDir: string, logger: Logger): Promise<SandboxKind> {
+export async function chooseSandbox(want: 'auto' | SandboxKind, stateDir: string, logger: Logger, inplace: InplaceOptions = {}): Promise<SandboxKind> {
   const detection = await detectSandbox({ stateDir });
+  // --force (or a root other than `/`, which overwrites nothing of this machine) makes inplace
+  // usable outside a detected container; it still needs root to set owners.
+  const inplaceForced = (inplace.force === true || (inplace.root !== undefined && inplace.root !== '/')) && process.getuid?.() === 0;
+  if (inplaceForced) {
+    const c = detection.checks.find((x) => x.kind === 'inplace');
+    if (c && !c.usable) {
+      c.usable = true;
+      c.reason = inplace.force ? 'forced (--force), although no container was detected' : `building in ${inplace.root}`;
+      detection.kind ??= 'inplace';
+    }
+  }
   const reasons = detection.checks.map((c) => `${c.kind}: ${c.reason}`).join('; ');
   if (want === 'auto') {
     const check = detection.checks.find((c) => c.kind === detection.kind);
@@ -58,11 +60,9 @@ export async function chooseSandbox(want: 'auto' | SandboxKind, stateDir: string
         hint: 'run gantry as root with CAP_SYS_ADMIN (a VM, sudo, or a privileged pod) so the ns sandbox can be used',
       });
     }
-    refuseUndriven(detection.kind);
     logger.log('info', `RUN sandbox: ${detection.kind} (${check.reason})`, { sandbox: detection.kind });
     return detection.kind;
   }
-  refuseUndriven(want);
   const check = detection.checks.find((c) => c.kind === want);
   if (check && !check.implemented && want !== 'ns') throw backendNotImplemented(want);
   if (!check || !check.usable) {
@@ -86,7 +86,32 @@ export class RunContext {
   constructor(readonly opts: RunContextOptions) {}
 
   sandbox(): Promise<SandboxKind> {
-    return (this.kind ??= chooseSandbox(this.opts.sandbox, this.opts.workDir, this.opts.logger));
+    return (this.kind ??= chooseSandbox(this.opts.sandbox, this.opts.workDir, this.opts.logger, this.opts.inplace));
+  }
+
+  private inplaceBox?: InplaceSandbox;
+
+  /**
+   * The one inplace sandbox of the build (every stage is built in its root, one after the
+   * other). `builderDirs`: what the builder keeps under the root and must survive wipes and stay
+   * out of layers (work dir, context, DOCKER_CONFIG, outputs, cache dir).
+   */
+  inplaceSandbox(builderDirs: string[]): InplaceSandbox {
+    const o = this.opts.inplace ?? {};
+    return (this.inplaceBox ??= createInplaceSandbox({
+      ...(o.root !== undefined ? { root: o.root } : {}),
+      ...(o.ignorePaths ? { ignorePaths: o.ignorePaths } : {}),
+      ...(o.ignoreVarRun !== undefined ? { ignoreVarRun: o.ignoreVarRun } : {}),
+      ...(o.snapshotMode ? { snapshotMode: o.snapshotMode } : {}),
+      ...(o.force ? { force: true } : {}),
+      builderDirs,
+      logger: this.opts.logger,
+    }));
+  }
+
+  /** The inplace sandbox, once inplaceSandbox() created it. */
+  get inplace(): InplaceSandbox | undefined {
+    return this.inplaceBox;
   }
 
   /** A hosts file like BuildKit's: localhost for IPv4/IPv6, then `--add-host` entries. */

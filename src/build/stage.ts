@@ -12,6 +12,7 @@ import { decompressStream, readTar } from '../archive/index.js';
 import { unpackLayer, unpackLayerStream } from '../fs/unpack/index.js';
 import { layerCompression } from '../oci/mediatype.js';
 import type { ImageConfig } from '../oci/types.js';
+import type { InplaceSandbox } from '../run/index.js';
 import { wrapError } from '../util/errors.js';
 import type { ResolvedImage } from './base.js';
 import type { ImageLayer } from './layers.js';
@@ -20,7 +21,7 @@ import type { Owner } from './users.js';
 const ownership: 'preserve' | 'squash' = typeof process.getuid === 'function' && process.getuid() === 0 ? 'preserve' : 'squash';
 
 export class RootFs {
-  private applied = 0;
+  protected applied = 0;
   private created = false;
   /**
    * Owners as the layers say, for paths unpacked without being able to chown (not root): new
@@ -73,8 +74,56 @@ export class RootFs {
   }
 
   /** The caller wrote the effect of every layer so far into the root itself. */
-  markApplied(count: number): void {
+  markApplied(count: number, _opts: { snapshotted?: boolean } = {}): void {
     this.applied = count;
+  }
+}
+
+/**
+ * A stage's root when RUN goes through the inplace sandbox: the sandbox's root (`/` in the
+ * executor image), shared by every stage in turn. The first catch-up wipes what the previous
+ * stage left, then layers are unpacked by the sandbox (which skips its ignore list) and the
+ * snapshot baseline is retaken; a step that writes into the root itself (COPY, WORKDIR) retakes
+ * it too (markApplied), a RUN's snapshot already is the new baseline. Other stages' files are
+ * never read from here: a finished stage is unpacked into its own directory when needed.
+ */
+export class InplaceRootFs extends RootFs {
+  private wiped = false;
+
+  constructor(private readonly sandbox: InplaceSandbox) {
+    super(sandbox.root);
+  }
+
+  override ownerOf(): Owner | undefined {
+    return undefined;
+  }
+
+  override async catchUp(layers: readonly ImageLayer[], signal?: AbortSignal): Promise<string> {
+    let changed = false;
+    if (!this.wiped) {
+      await this.sandbox.wipeRoot();
+      this.wiped = true;
+      changed = true;
+    }
+    for (; this.applied < layers.length; this.applied++) {
+      const layer = layers[this.applied]!;
+      changed = true;
+      try {
+        const blob = await layer.open(signal);
+        const plain = await decompressStream(layerCompression(layer.descriptor.mediaType) ?? 'gzip');
+        pipeline(blob, plain, () => {});
+        await this.sandbox.unpack(readTar(plain), { layerName: layer.descriptor.digest, ...(signal ? { signal } : {}) });
+      } catch (err) {
+        throw wrapError(err, `unpacking layer ${this.applied + 1}/${layers.length} (${layer.descriptor.digest}) onto ${this.dir}`);
+      }
+    }
+    if (changed) this.sandbox.rebaseline();
+    return this.dir;
+  }
+
+  override markApplied(count: number, opts: { snapshotted?: boolean } = {}): void {
+    super.markApplied(count);
+    if (!opts.snapshotted) this.sandbox.rebaseline();
   }
 }
 

@@ -22,7 +22,7 @@ export const executorFlags: FlagSpec[] = [
   { name: 'custom-platform', aliases: ['customPlatform'], kind: 'string', valueName: 'os/arch[/variant]', help: 'platform of the image (selects base images; no emulation)' },
   { name: 'reproducible', kind: 'bool', help: 'strip timestamps so rebuilds give the same digest' },
   { name: 'cleanup', kind: 'bool', help: 'remove the build filesystem when done (gantry always does)' },
-  { name: 'force', kind: 'bool', help: 'build even when not running in a container (gantry never refuses to)' },
+  { name: 'force', kind: 'bool', help: 'allow the inplace sandbox outside a detected container (it writes to /)' },
   { name: 'force-build-metadata', kind: 'bool', help: 'write layers and history for metadata-only instructions too' },
   // context
   { name: 'context', short: 'c', kind: 'string', default: '/workspace/', valueName: 'location', help: 'build context: dir, dir://, tar://file.tar.gz, tar://stdin, git://host/repo#ref#sha' },
@@ -56,11 +56,11 @@ export const executorFlags: FlagSpec[] = [
   { name: 'image-download-retry', kind: 'string', default: '0', valueName: 'n', help: 'retries for base image manifest downloads' },
   { name: 'azure-container-registry-config', kind: 'string', hidden: true, help: 'Azure credential file', unsupported: 'use a docker config.json or credential helper for Azure Container Registry' },
   // snapshot / filesystem
-  { name: 'snapshot-mode', aliases: ['snapshotMode'], kind: 'string', default: 'full', valueName: 'full|redo|time', help: 'how RUN changes are detected (accepted; gantry always takes the exact overlay diff)' },
+  { name: 'snapshot-mode', aliases: ['snapshotMode'], kind: 'string', default: 'full', valueName: 'full|redo|time', help: 'how the inplace sandbox detects RUN changes (ns/rootless take the exact overlay diff)' },
   { name: 'single-snapshot', kind: 'bool', help: 'one layer for the whole stage', unsupported: SNAPSHOT },
   { name: 'use-new-run', kind: 'bool', help: 'Kaniko experimental RUN (accepted; gantry RUN always works this way)' },
-  { name: 'ignore-var-run', aliases: ['whitelist-var-run'], kind: 'bool', default: true, help: 'keep /var/run out of snapshots' },
-  { name: 'ignore-path', kind: 'list', valueName: 'path', help: 'path kept out of snapshots and extraction', unsupported: SNAPSHOT },
+  { name: 'ignore-var-run', aliases: ['whitelist-var-run'], kind: 'bool', default: true, help: 'keep /var/run out of inplace snapshots (ns/rootless never capture RUN mount points)' },
+  { name: 'ignore-path', kind: 'list', valueName: 'path', help: 'path kept out of RUN layers and (inplace) out of extraction' },
   { name: 'image-fs-extract-retry', kind: 'string', default: '0', valueName: 'n', help: 'retries for base image extraction' },
   { name: 'kaniko-dir', kind: 'string', env: 'KANIKO_DIR', default: '/kaniko', valueName: 'dir', help: 'working directory of the executor' },
   // RUN (gantry extensions)

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { build } from '../build/index.js';
 import type { BuildOptions, BuildResult } from '../build/options.js';
 import { executorFlags } from './executor-flags.js';
@@ -8,6 +9,7 @@ import { registryOptionsFromFlags } from './registry-flags.js';
 import { applyRunFlags } from './run-flags.js';
 import type { CliIO } from './main.js';
 
+const KANIKO_DIR = '/kaniko';
 const USAGE = 'gantry executor [flags]   (also installed as /kaniko/executor in the executor image)';
 const DESCRIPTION = `Builds a Dockerfile and pushes the image, with the flags of Kaniko's executor.`;
 
@@ -15,7 +17,6 @@ const helpFlag = { name: 'help', short: 'h', kind: 'bool' as const, help: 'show 
 
 /** Flags whose Kaniko meaning is already what gantry always does (so accepting them ignores nothing). */
 function checkSatisfiedFlags(p: ParsedFlags): void {
-  if (p.values['ignore-var-run'] === false) throw new UsageError('gantry executor: --ignore-var-run=false is not supported: RUN mount points such as /var/run are never captured in layers');
   const mode = p.values['snapshot-mode'] as string;
   if (!['full', 'redo', 'time'].includes(mode)) throw new UsageError(`invalid --snapshot-mode "${mode}": expected full, redo or time`);
   if (p.given.has('force-build-metadata')) throw new UsageError('gantry executor: flag --force-build-metadata is not supported yet');
@@ -69,7 +70,18 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
   if (level > 0) opts.compressionLevel = level;
   if (p.given.has('git')) (opts as BuildOptions & { git?: string }).git = v.git as string;
   if (p.given.has('kaniko-dir')) opts.workDir = v['kaniko-dir'] as string;
+  // In the executor image, work under /kaniko as Kaniko does: an in-place build never wipes or
+  // snapshots it, and a RUN that cleans /tmp cannot delete the build's layers and context.
+  else if (statSync(KANIKO_DIR, { throwIfNoEntry: false })?.isDirectory()) opts.workDir = KANIKO_DIR;
   applyRunFlags(p, opts, io.env);
+  // What the inplace sandbox (unprivileged pods) takes from Kaniko's snapshot flags.
+  const inplace: NonNullable<BuildOptions['inplace']> = {};
+  if (p.given.has('snapshot-mode')) inplace.snapshotMode = v['snapshot-mode'] as 'full' | 'redo' | 'time';
+  if (v['ignore-var-run'] === false) inplace.ignoreVarRun = false;
+  if (v.force === true) inplace.force = true;
+  const ignorePaths = (v['ignore-path'] as string[] | undefined) ?? [];
+  if (ignorePaths.length > 0) inplace.ignorePaths = ignorePaths;
+  if (Object.keys(inplace).length > 0) opts.inplace = inplace;
   return opts;
 }
 

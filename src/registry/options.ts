@@ -1,3 +1,4 @@
+import type { LookupFunction } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../util/logger.js';
 import { silentLogger } from '../util/logger.js';
@@ -33,6 +34,8 @@ export interface RegistryOptions {
   concurrency?: number;
   /** Directory holding config.json; default `$DOCKER_CONFIG` or `~/.docker`. */
   dockerConfigDir?: string;
+  /** Name resolution for direct connections instead of getaddrinfo (the in-place build captures it before the image's /etc replaces ours). */
+  lookup?: LookupFunction;
   /** Environment for DOCKER_CONFIG, HOME, PATH (credential helpers), DOCKER_AUTH_CONFIG. */
   env?: NodeJS.ProcessEnv;
   logger?: Logger;
@@ -53,6 +56,7 @@ export interface ResolvedRegistryOptions {
   chunkSize: number;
   concurrency: number;
   dockerConfigDir: string | undefined;
+  lookup?: LookupFunction;
   env: NodeJS.ProcessEnv;
   logger: Logger;
   userAgent: string;
@@ -101,6 +105,7 @@ export function resolveOptions(opts: RegistryOptions | ResolvedRegistryOptions =
     chunkSize,
     concurrency,
     dockerConfigDir: opts.dockerConfigDir,
+    ...(opts.lookup ? { lookup: opts.lookup } : {}),
     env: opts.env ?? process.env,
     logger: opts.logger ?? silentLogger,
     userAgent: opts.userAgent ?? DEFAULT_USER_AGENT,

@@ -88,7 +88,7 @@ export class HttpTransport {
           const { newProxyAgent } = await import('./proxy-dispatch.js');
           return { proxy: newProxyAgent({ uri: proxy, requestTls: connect, proxyTunnel: url.protocol === 'https:', connections: CONNECTIONS_PER_HOST }) };
         }
-        const agentOpts = { keepAlive: true, maxSockets: CONNECTIONS_PER_HOST };
+        const agentOpts = { keepAlive: true, maxSockets: CONNECTIONS_PER_HOST, ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}) };
         return { agent: url.protocol === 'https:' ? new HttpsAgent({ ...agentOpts, ...connect }) : new HttpAgent(agentOpts) };
       })();
       route.catch(() => this.routes.delete(key));
