@@ -23,6 +23,7 @@ import { detectContainer, type ContainerProbeOptions } from './inplace-detect.js
 import { placeMounts } from './inplace-mounts.js';
 import { forwardOutput, TailBuffer } from './output.js';
 import type { RunResult, RunSandbox, RunSpec } from './types.js';
+import { validateRunSpec } from './validate-spec.js';
 
 /**
  * The `inplace` backend, Kaniko's model, for unprivileged pods and CI job containers: no mounts,
@@ -87,7 +88,6 @@ export interface InplaceSandbox extends RunSandbox {
 
 export const INPLACE_FORCE_ENV = 'GANTRY_INPLACE';
 
-const ENV_ENTRY = /^[^=]+=/;
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem'];
 
 /**
@@ -108,18 +108,6 @@ child.on('error', (e) => { process.stderr.write(String(e.message) + '\\n'); proc
 child.on('exit', (code, sig) => { if (sig) { process.removeAllListeners(sig); process.kill(process.pid, sig); } else process.exit(code); });
 `;
 
-function validateSpec(spec: RunSpec): void {
-  const bad = (msg: string) => new GantryError('INVALID_ARGUMENT', `invalid RUN: ${msg}`);
-  if (spec.argv.length === 0 || spec.argv[0] === '') throw bad('empty command');
-  for (const e of spec.env) if (!ENV_ENTRY.test(e) || e.includes('\0')) throw bad(`environment entry ${JSON.stringify(e)} is not KEY=VALUE`);
-  if (!spec.cwd.startsWith('/')) throw bad(`working directory "${spec.cwd}" is not absolute`);
-  const ids = [spec.user.uid, spec.user.gid, ...spec.user.groups];
-  if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32 - 1)) throw bad(`user ${JSON.stringify(spec.user)} has an invalid id`);
-  for (const m of spec.mounts) {
-    if (!posix.isAbsolute(m.target)) throw bad(`mount target "${m.target}" is not absolute`);
-    if (m.type !== 'tmpfs' && !isAbsolute(m.source)) throw bad(`mount source "${m.source}" is not an absolute host path`);
-  }
-}
 
 function envObject(env: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -242,7 +230,7 @@ class InplaceSandboxImpl implements InplaceSandbox {
   private async runNow(spec: RunSpec): Promise<RunResult> {
     if (this.closed) throw new GantryError('INTERNAL', 'RUN on a closed sandbox');
     if (this.root !== '/') throw new GantryError('INVALID_ARGUMENT', `the inplace sandbox runs commands on / only, not on ${this.root}`);
-    validateSpec(spec);
+    validateRunSpec(spec);
     if (spec.signal?.aborted) throw new GantryError('ABORTED', 'the RUN was cancelled before it started');
     if (spec.network === 'none') this.logger.log('warn', 'RUN --network=none cannot be isolated by the inplace sandbox (no namespaces): the RUN has the network');
     if (!this.baseline) this.rebaseline();

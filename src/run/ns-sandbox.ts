@@ -12,6 +12,7 @@ import { createDirInUpper, Skeleton, type MountpointKind } from './mountpoints.j
 import { forwardOutput, TailBuffer } from './output.js';
 import { findNsTools, SYSTEM_PATH, type NsTools } from './tools.js';
 import type { RunMount, RunResult, RunSandbox, RunSpec } from './types.js';
+import { validateRunSpec } from './validate-spec.js';
 
 /**
  * The `ns` backend (root with CAP_SYS_ADMIN).
@@ -98,20 +99,7 @@ const HELPER = [
 /** Overlay mount data is limited to one page; long layer paths hit it with many layers. */
 const MAX_MOUNT_DATA = 4000;
 
-const ENV_ENTRY = /^[^=]+=/;
 
-function validateSpec(spec: RunSpec): void {
-  const bad = (msg: string) => new GantryError('INVALID_ARGUMENT', `invalid RUN: ${msg}`);
-  if (spec.argv.length === 0 || spec.argv[0] === '') throw bad('empty command');
-  for (const e of spec.env) if (!ENV_ENTRY.test(e) || e.includes('\0')) throw bad(`environment entry ${JSON.stringify(e)} is not KEY=VALUE`);
-  if (!spec.cwd.startsWith('/')) throw bad(`working directory "${spec.cwd}" is not absolute`);
-  const ids = [spec.user.uid, spec.user.gid, ...spec.user.groups];
-  if (!ids.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32 - 1)) throw bad(`user ${JSON.stringify(spec.user)} has an invalid id`);
-  for (const m of spec.mounts) {
-    if (!posix.isAbsolute(m.target)) throw bad(`mount target "${m.target}" is not absolute`);
-    if (m.type !== 'tmpfs' && !isAbsolute(m.source)) throw bad(`mount source "${m.source}" is not an absolute host path`);
-  }
-}
 
 function signalNumber(name: string): number {
   return (osConstants.signals as Record<string, number>)[name] ?? 0;
@@ -147,7 +135,7 @@ class NsSandbox implements RunSandbox {
 
   private async runNow(spec: RunSpec): Promise<RunResult> {
     if (this.closed) throw new GantryError('INTERNAL', 'RUN on a closed sandbox');
-    validateSpec(spec);
+    validateRunSpec(spec);
     if (spec.signal?.aborted) throw new GantryError('ABORTED', 'the RUN was cancelled before it started');
     const runDir = join(this.stateDir, `run-${++this.seq}`);
     try {
