@@ -24,6 +24,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { resolveImage, type ResolvedImage } from './base.js';
 import { runStage } from './executor.js';
 import { defaultRunCacheDir, RunContext } from './run-context.js';
+import { openBuildCache, type BuildCache } from './cache.js';
 import { BuiltImage, exportDockerArchive, exportOciLayout, pushImage, writeBuilderOutput, writeDigestFiles } from './export.js';
 import { LayerStore } from './layers.js';
 import { formatTime, omitEmpty } from './metadata.js';
@@ -94,6 +95,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const workDir = await mkdtemp(join(workRoot, 'gantry-build-'));
   let cleanupContext: (() => Promise<void>) | undefined;
   const opened: ResolvedImage[] = [];
+  let cache: BuildCache | undefined;
   try {
     const ctx = await openContext(options.context, {
       ...(options.contextSubPath ? { subPath: options.contextSubPath } : {}),
@@ -160,6 +162,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
 
     const prepared = await prepareStages(plan, client, signal, opened);
+    if (options.cache?.enabled) cache = openBuildCache(options.cache, { destinations, client, platform: plan.targetPlatform, logger });
 
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);
     const created = options.reproducible ? new Date((epoch ?? 0) * 1000) : epoch !== undefined ? new Date(epoch * 1000) : now;
@@ -188,6 +191,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       signal,
       steps,
       run: runContext,
+      ...(cache ? { cache } : {}),
       stageLabel: (i) => (single ? '' : `${plan.stages[i]!.name ?? `stage-${i}`} `),
       stage(index: number): Promise<BuiltStage> {
         let p = running.get(index);
@@ -288,10 +292,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       result.outputs.push({ kind: 'oci-layout', path: dir });
       logger.log('info', `wrote OCI layout ${dir} (nothing was pushed)`);
     }
+    if (cache) {
+      // Cache writes ran in the background; they are warnings at worst (the store logs them).
+      const results = await cache.store.flush();
+      const failed = results.filter((r) => !r.ok).length;
+      logger.log('info', `layer cache ${cache.store.name}: ${steps.filter((st) => st.cached).length} hits, ${results.length - failed} layers stored${failed ? `, ${failed} not stored` : ''}`);
+    }
     const builderOutput = env.BUILDER_OUTPUT;
     if (builderOutput && result.pushed.length > 0) await writeBuilderOutput(builderOutput, result.pushed);
     return result;
   } finally {
+    if (cache) await cache.store.close?.().catch(() => undefined);
     await Promise.allSettled(opened.map((o) => o.reader.close?.()));
     await client.close().catch(() => undefined);
     if (cleanupContext) await cleanupContext().catch(() => undefined);

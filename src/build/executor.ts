@@ -17,6 +17,7 @@ import {
 } from '../dockerfile/index.js';
 import type { ImageConfig } from '../oci/types.js';
 import { GantryError, wrapError } from '../util/errors.js';
+import { chainKey, configFlags, copiedFilesDigest, lastHistory, layerFromCache, stepKey } from './cache.js';
 import { copyItem, isTarArchive, RootWriter, scratchDir, type CopyItem } from './copy.js';
 import { download, isGitSource, isUrlSource } from './download.js';
 import { fileOpCreatedBy } from './history.js';
@@ -51,13 +52,19 @@ class StageExecutor {
   private readonly rootfs: RootFs;
 
   private readonly baseImage: StageImage['base'];
+  /** Key of the last layer (cache chain parent); undefined = this stage cannot use the cache. */
+  private cacheParent: string | undefined;
+  /** Whether the current step was served from the cache. */
+  private hit = false;
 
   constructor(
     private readonly s: BuildSession,
     private readonly p: PreparedStage,
     image: StageImage,
+    cacheParent?: string,
   ) {
     this.baseImage = image.base;
+    this.cacheParent = s.cache ? cacheParent : undefined;
     this.meta = { config: image.config, cmdSet: false };
     this.layers = image.layers;
     const inplace = s.run.inplace;
@@ -81,6 +88,8 @@ class StageExecutor {
       if (this.s.signal?.aborted) throw new GantryError('ABORTED', 'build cancelled');
       const started = performance.now();
       let layer: ImageLayer | undefined;
+      this.hit = false;
+      const layersBefore = this.layers.length;
       const prefix = `[${this.s.stageLabel(this.p.planned.index)}${n}/${total}]`;
       try {
         const expanded = scope.next(raw).instruction;
@@ -88,12 +97,17 @@ class StageExecutor {
       } catch (err) {
         throw located(err, raw);
       }
+      // A layer added without a key of its own (WORKDIR, uncached COPY) still moves the chain on.
+      if (!this.hit && this.cacheParent !== undefined && this.layers.length > layersBefore && !this.keyed) {
+        this.cacheParent = chainKey(this.cacheParent, this.cachePlatform(), this.layers[this.layers.length - 1]!.diffId);
+      }
+      this.keyed = false;
       const ms = performance.now() - started;
       const text = (n <= this.p.triggerInstructions ? 'ONBUILD ' : '') + displayInstruction(raw);
       const step: BuildResult['steps'][number] = {
         stage: this.p.planned.name ?? String(this.p.planned.index),
         instruction: text,
-        cached: false,
+        cached: this.hit,
         ms: Math.round(ms),
       };
       if (layer) step.layer = layer.descriptor.digest;
@@ -114,12 +128,42 @@ class StageExecutor {
     const layers = this.layers;
     const signal = this.s.signal;
     let files: Promise<string> | undefined;
-    return {
+    const built: BuiltStage = {
       index: this.p.planned.index,
       image,
       rootfs,
       files: () => (files ??= rootfs.catchUp(layers, signal)),
     };
+    if (this.cacheParent !== undefined) built.cacheKey = this.cacheParent;
+    return built;
+  }
+
+  /** Set when the step computed its own key (hit or stored miss): the chain already moved. */
+  private keyed = false;
+
+  private cachePlatform() {
+    return this.s.cache!.platform;
+  }
+
+  /** Looks a step up: on a hit appends the layer and its history, without touching the root. */
+  private async lookup(key: string): Promise<ImageLayer | undefined> {
+    const hit = await this.s.cache!.store.get(key, this.s.signal);
+    this.cacheParent = key;
+    this.keyed = true;
+    if (!hit) return undefined;
+    const layer = layerFromCache(hit);
+    this.layers.push(layer);
+    const cfg = this.config;
+    cfg.history = [...(cfg.history ?? []), { ...hit.history, created: hit.history.created ?? this.s.created.toISOString() }];
+    cfg.rootfs = { type: 'layers', diff_ids: [...cfg.rootfs.diff_ids, layer.diffId] };
+    this.hit = true;
+    return layer;
+  }
+
+  /** Stores a new layer under `key` in the background (flushed before the build returns). */
+  private store(key: string, layer: ImageLayer | undefined): void {
+    if (!layer) return;
+    void this.s.cache!.store.put(key, { layer: layer.descriptor, diffId: layer.diffId, history: lastHistory(this.config), platform: this.cachePlatform() }, () => layer.open());
   }
 
   private history(createdBy: string, layer: ImageLayer | undefined): void {
@@ -160,6 +204,21 @@ class StageExecutor {
 
   /** RUN: see run.ts. The root catches up with the new layer when a later step needs files. */
   private async runInstruction(inst: RunInstruction, scope: StageScope, raw: Instruction, prefix: string): Promise<ImageLayer> {
+    let key: string | undefined;
+    const cache = this.s.cache;
+    if (cache?.runLayers && this.cacheParent !== undefined && inst.mounts.every((m) => m.type !== 'bind')) {
+      key = stepKey({
+        parent: this.cacheParent,
+        platform: cache.platform,
+        instruction: { kind: 'run', args: inst.command.args, shell: inst.command.shell, flags: { ...configFlags(this.config), network: inst.network, security: inst.security } },
+        env: { ...Object.fromEntries((this.config.config?.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=') < 0 ? kv.length : kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])), ...scope.runEnv() },
+        // Mount ids and targets, never secret values or cache contents.
+        mounts: inst.mounts.map((m) => ({ type: m.type, ...(m.target !== undefined ? { target: m.target } : {}), ...(m.id !== undefined ? { id: m.id } : {}), readOnly: m.readOnly })),
+        heredocs: inst.heredocs.map((h) => ({ name: h.name, body: h.content, expand: h.expand })),
+      });
+      const hit = await this.lookup(key);
+      if (hit) return hit;
+    }
     const root = await this.root();
     const { layer, createdBy, snapshotted } = await runStep({
       session: this.s,
@@ -175,6 +234,7 @@ class StageExecutor {
     this.layers.push(layer);
     if (snapshotted) this.rootfs.markApplied(this.layers.length, { snapshotted: true });
     this.history(createdBy, layer);
+    if (key) this.store(key, layer);
     return layer;
   }
 
@@ -249,6 +309,34 @@ class StageExecutor {
       chown = await resolveOwner(inst.chown, needsLookup(inst.chown) ? await this.root() : undefined);
     }
 
+    let key: string | undefined;
+    const cache = this.s.cache;
+    const fromContext = (inst.kind === 'add' || inst.from === undefined) && inst.sources.every((src) => !isUrlSource(src) && !isGitSource(src));
+    if (cache?.copyLayers && this.cacheParent !== undefined && fromContext) {
+      const excludes = inst.excludes.length ? new IgnoreMatcher(inst.excludes) : undefined;
+      key = stepKey({
+        parent: this.cacheParent,
+        platform: cache.platform,
+        instruction: {
+          kind: inst.kind,
+          args: [...inst.sources, inst.dest],
+          flags: {
+            workdir: workdir,
+            chown: chown ? `${chown.uid}:${chown.gid}` : undefined,
+            chmod: inst.chmod,
+            link: inst.link,
+            parents: parents || undefined,
+            excludes: inst.excludes.length ? inst.excludes : undefined,
+            unpack: inst.kind === 'add' ? inst.unpack : undefined,
+          },
+        },
+        files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }),
+        heredocs: inst.contents.map((c) => ({ name: c.path, body: c.data })),
+      });
+      const hit = await this.lookup(key);
+      if (hit) return hit;
+    }
+
     const temp: string[] = [];
     try {
       const items = await this.collectItems(inst, temp);
@@ -271,6 +359,7 @@ class StageExecutor {
         dest: inst.dest,
       });
       this.history(createdBy, layer);
+      if (key) this.store(key, layer);
       return layer;
     } finally {
       for (const t of temp) await rm(t, { recursive: true, force: true });
@@ -356,5 +445,9 @@ export async function runStage(s: BuildSession, p: PreparedStage, parent?: Built
   }
   if (p.triggers.length > 0) delete image.config.config!.OnBuild;
   ensurePath(image.config);
-  return new StageExecutor(s, p, image).run();
+  let cacheParent: string | undefined;
+  if (base.kind === 'stage') cacheParent = parent?.cacheKey;
+  else if (base.kind === 'image') cacheParent = p.base?.manifestRaw.digest;
+  else cacheParent = 'scratch';
+  return new StageExecutor(s, p, image, cacheParent).run();
 }

@@ -45,6 +45,14 @@ export class BuiltImage implements ImageReader {
     this.manifest = toRawManifest(doc);
   }
 
+  /** Layers that came from the layer cache, with the repository their blob lives in. */
+  cachedLayers(): Array<{ layer: ImageLayer; source: Repository }> {
+    return [...this.layers.values()].flatMap((l) => {
+      const source = (l as ImageLayer & { source?: Repository }).source;
+      return source ? [{ layer: l, source }] : [];
+    });
+  }
+
   async getManifest(): Promise<RawManifest> {
     return this.manifest;
   }
@@ -109,6 +117,13 @@ export async function pushImage(image: BuiltImage, destination: string, opts: Pu
   if (opts.mountFrom) copyOpts.mountFrom = opts.mountFrom;
   for (let attempt = 0; ; attempt++) {
     try {
+      // Cached layers on the destination's registry are mounted from the cache repository
+      // instead of streamed through us; copyImage then finds them present.
+      for (const { layer, source } of image.cachedLayers()) {
+        if (source.registry !== ref.registry || source.repository === ref.repository) continue;
+        if (await writer.hasBlob(layer.descriptor, opts.signal)) continue;
+        await writer.writeBlob(layer.descriptor, () => layer.open(opts.signal), { ...(opts.signal ? { signal: opts.signal } : {}), mountFrom: source });
+      }
       await writeTo(image, writer, tagsOf(ref), copyOpts);
       return image.manifest.digest;
     } catch (err) {

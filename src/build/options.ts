@@ -78,6 +78,16 @@ export interface BuildOptions {
    * detected container).
    */
   inplace?: { root?: string; ignorePaths?: string[]; ignoreVarRun?: boolean; snapshotMode?: 'full' | 'redo' | 'time'; force?: boolean };
+  /**
+   * The layer cache (Kaniko's --cache): RUN layers (and COPY/ADD ones with `copyLayers`) are
+   * looked up by a key of their inputs and reused without running the step. `repo` is Kaniko's
+   * --cache-repo (`registry/repo` or `oci:/dir`; default `<first destination repo>/cache`), `ttl`
+   * a Go duration (default 336h), `noPush` reads without writing. `from`/`to` are BuildKit-style
+   * specs (`type=registry,ref=…`, `type=local,src=…|dest=…`) that replace the repo: entries are
+   * read from every `from` (then `to`) and written to the first `to`. `noLookup` stores without
+   * reading (`gantry build --no-cache --cache-to ...`).
+   */
+  cache?: { enabled: boolean; repo?: string; ttl?: string; copyLayers?: boolean; runLayers?: boolean; noPush?: boolean; from?: string[]; to?: string[]; noLookup?: boolean };
   /** Where `RUN --mount=type=cache` directories persist between builds; default `~/.cache/gantry/run-cache`. */
   cacheDir?: string;
   /** Environment for bare build args, SOURCE_DATE_EPOCH, GIT_* credentials, BUILDER_OUTPUT. Default process.env. */

@@ -3,6 +3,7 @@ import type { RegistryClient } from '../registry/index.js';
 import type { Logger } from '../util/logger.js';
 import type { ResolvedImage } from './base.js';
 import type { LayerStore, LayerWriteOptions } from './layers.js';
+import type { BuildCache } from './cache.js';
 import type { BuildResult } from './options.js';
 import type { RunContext } from './run-context.js';
 import type { SourceTree } from './sources.js';
@@ -29,6 +30,8 @@ export interface BuiltStage {
   /** The stage's files, unpacked on first use (COPY --from, stages built FROM it). */
   files(): Promise<string>;
   rootfs: RootFs;
+  /** Layer cache key of the stage's last layer; undefined when the cache is off or cannot name it. */
+  cacheKey?: string;
 }
 
 /** What every stage executor shares within one build. */
@@ -54,4 +57,6 @@ export interface BuildSession {
   /** What RUN steps share within the build (sandbox backend, secrets, caches, hosts file). */
   run: RunContext;
   stageLabel(index: number): string;
+  /** The layer cache (--cache), when on. */
+  cache?: BuildCache;
 }

@@ -12,7 +12,6 @@ import { registryFlags, registryOptionsFromFlags } from './registry-flags.js';
 import { applyRunFlags, runFlags } from './run-flags.js';
 import type { CliIO } from './main.js';
 
-const NO_CACHE = 'the layer cache is not implemented yet';
 
 const flags: FlagSpec[] = [
   { name: 'file', short: 'f', kind: 'string', valueName: 'path', help: 'Dockerfile (default: CONTEXT/Dockerfile)' },
@@ -27,12 +26,12 @@ const flags: FlagSpec[] = [
   { name: 'iidfile', kind: 'string', valueName: 'file', help: 'write the image ID (config digest) to this file' },
   { name: 'metadata-file', kind: 'string', valueName: 'file', help: 'write build result metadata (JSON) to this file' },
   { name: 'reproducible', kind: 'bool', help: 'clamp timestamps (SOURCE_DATE_EPOCH or 0) so rebuilds give the same digest' },
-  { name: 'no-cache', kind: 'bool', help: 'do not use the layer cache (gantry has none yet, so every build is uncached)' },
+  { name: 'no-cache', kind: 'bool', help: 'do not read the layer cache (--cache-to still stores new layers)' },
   { name: 'pull', kind: 'bool', help: 'always resolve base images from their registry (gantry always does)' },
   { name: 'progress', kind: 'string', default: 'auto', valueName: 'auto|plain|tty|quiet|rawjson', help: 'progress output style' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'print only the image digest' },
-  { name: 'cache-from', kind: 'list', valueName: 'type=…', help: 'external cache sources', unsupported: NO_CACHE },
-  { name: 'cache-to', kind: 'list', valueName: 'type=…', help: 'external cache destinations', unsupported: NO_CACHE },
+  { name: 'cache-from', kind: 'list', valueName: 'type=…', help: 'layer cache to read: type=registry,ref=REPO | type=local,src=DIR' },
+  { name: 'cache-to', kind: 'list', valueName: 'type=…', help: 'layer cache to write (and read): type=registry,ref=REPO | type=local,dest=DIR' },
   { name: 'ssh', kind: 'list', valueName: 'default|id=…', help: 'SSH agent socket for RUN --mount=type=ssh', unsupported: 'SSH agent forwarding is not implemented yet; use a secret mount for keys' },
   ...runFlags,
   { name: 'load', kind: 'bool', help: 'load into a Docker daemon', unsupported: 'gantry talks to no Docker daemon; use --output type=docker,dest=FILE and `docker load -i FILE`' },
@@ -157,6 +156,14 @@ export async function buildCommand(args: string[], io: CliIO): Promise<number> {
   if (p.values.platform) opts.platform = p.values.platform as string;
   applyOutputs(p, opts);
   applyRunFlags(p, opts, io.env);
+  const cacheFrom = p.values['no-cache'] === true ? [] : ((p.values['cache-from'] as string[] | undefined) ?? []);
+  const cacheTo = (p.values['cache-to'] as string[] | undefined) ?? [];
+  if (cacheFrom.length > 0 || cacheTo.length > 0) {
+    // BuildKit caches every step, file copies included.
+    opts.cache = { enabled: true, copyLayers: true, from: cacheFrom, to: cacheTo };
+    // --no-cache: store new layers without reading any (BuildKit's meaning).
+    if (p.values['no-cache'] === true) opts.cache.noLookup = true;
+  }
   const result = await build(opts);
   if (p.values.iidfile) await writeFile(p.values.iidfile as string, result.imageId);
   if (p.values['metadata-file']) {

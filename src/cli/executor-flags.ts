@@ -8,7 +8,6 @@ import { runFlags } from './run-flags.js';
  * and defaults, so recipes run unchanged. A flag whose feature gantry does not have yet carries
  * `unsupported` and fails loudly when used.
  */
-const CACHE = 'the layer cache is not implemented yet';
 const SNAPSHOT = 'RUN layers are always the exact overlay diff; this snapshot option is not implemented';
 const REMOTE_CTX = 'use a directory, tar:// or git:// context';
 
@@ -43,14 +42,14 @@ export const executorFlags: FlagSpec[] = [
   { name: 'compression', kind: 'string', valueName: 'gzip|zstd', help: 'compression of new layers (default gzip)' },
   { name: 'compression-level', kind: 'string', default: '-1', valueName: 'n', help: 'compression level of new layers' },
   // cache
-  { name: 'cache', kind: 'bool', help: 'use the layer cache', unsupported: CACHE },
-  { name: 'cache-repo', kind: 'string', valueName: 'repo', help: 'registry repository (or oci:/path) holding cached layers', unsupported: CACHE },
-  { name: 'cache-dir', kind: 'string', default: '/cache', valueName: 'dir', help: 'local base-image cache directory', unsupported: CACHE },
-  { name: 'cache-ttl', kind: 'string', default: '336h', valueName: 'duration', help: 'maximum age of a cached layer', unsupported: CACHE },
-  { name: 'cache-copy-layers', kind: 'bool', help: 'cache COPY layers too', unsupported: CACHE },
-  { name: 'cache-run-layers', kind: 'bool', default: true, help: 'cache RUN layers', unsupported: CACHE },
-  { name: 'compressed-caching', kind: 'bool', default: true, help: 'keep compressed layers to avoid recompression', unsupported: CACHE },
-  { name: 'no-push-cache', kind: 'bool', help: 'do not push cache layers', unsupported: CACHE },
+  { name: 'cache', kind: 'bool', help: 'reuse RUN (and with --cache-copy-layers COPY/ADD) layers from the cache repository' },
+  { name: 'cache-repo', kind: 'string', valueName: 'repo', help: 'registry repository (or oci:/path) holding cached layers (default <destination repo>/cache)' },
+  { name: 'cache-dir', kind: 'string', default: '/cache', valueName: 'dir', help: 'local base-image cache directory (Kaniko warmer)', unsupported: 'the base-image cache (warmer) is not implemented; base images are pulled lazily, only the blobs a step needs' },
+  { name: 'cache-ttl', kind: 'string', default: '336h', valueName: 'duration', help: 'maximum age of a cached layer' },
+  { name: 'cache-copy-layers', kind: 'bool', help: 'cache COPY/ADD layers too (keyed by the content of the files copied)' },
+  { name: 'cache-run-layers', kind: 'bool', default: true, help: 'cache RUN layers' },
+  { name: 'compressed-caching', kind: 'bool', default: true, help: 'keep compressed layers to avoid recompression (gantry never recompresses; =false is refused)' },
+  { name: 'no-push-cache', kind: 'bool', help: 'read the layer cache without writing new layers to it' },
   // registry
   ...registryFlags,
   { name: 'image-download-retry', kind: 'string', default: '0', valueName: 'n', help: 'retries for base image manifest downloads' },

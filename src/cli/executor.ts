@@ -74,6 +74,17 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
   // snapshots it, and a RUN that cleans /tmp cannot delete the build's layers and context.
   else if (statSync(KANIKO_DIR, { throwIfNoEntry: false })?.isDirectory()) opts.workDir = KANIKO_DIR;
   applyRunFlags(p, opts, io.env);
+  if (v['compressed-caching'] === false) throw new UsageError('--compressed-caching=false is not supported: gantry never recompresses layers, cached or not');
+  if (v.cache === true) {
+    opts.cache = {
+      enabled: true,
+      ttl: v['cache-ttl'] as string,
+      copyLayers: v['cache-copy-layers'] === true,
+      runLayers: v['cache-run-layers'] !== false,
+      noPush: v['no-push-cache'] === true,
+    };
+    if (v['cache-repo']) opts.cache.repo = v['cache-repo'] as string;
+  }
   // What the inplace sandbox (unprivileged pods) takes from Kaniko's snapshot flags.
   const inplace: NonNullable<BuildOptions['inplace']> = {};
   if (p.given.has('snapshot-mode')) inplace.snapshotMode = v['snapshot-mode'] as 'full' | 'redo' | 'time';

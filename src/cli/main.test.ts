@@ -20,8 +20,14 @@ describe('gantry command line', () => {
 
   test('executor refuses a flag whose feature is missing, naming it, with exit 2', async () => {
     const io = capture();
-    assert.equal(await main(['executor', '--context=.', '--no-push', '--cache=true'], io), 2);
-    assert.match(io.err, /flag --cache is not supported yet/);
+    assert.equal(await main(['executor', '--context=.', '--no-push', '--cache-dir=/tmp/base-cache'], io), 2);
+    assert.match(io.err, /flag --cache-dir is not supported yet/);
+  });
+
+  test('executor refuses --compressed-caching=false: gantry never recompresses', async () => {
+    const io = capture();
+    assert.equal(await main(['executor', '--context=.', '--no-push', '--compressed-caching=false'], io), 2);
+    assert.match(io.err, /--compressed-caching=false is not supported/);
   });
 
   test('executor without a destination says what to pass', async () => {

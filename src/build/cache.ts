@@ -1,0 +1,169 @@
+/**
+ * The layer cache inside a build (Kaniko's --cache): each RUN (and, with copy layers on, each
+ * COPY/ADD from the build context) gets a key from its inputs; a hit appends the stored layer by
+ * descriptor without downloading it (its blob is opened only if a later step needs the files or
+ * the export has to stream it), a miss runs the step and stores its layer in the background.
+ * Unlike Kaniko, lookups continue after a miss: keys depend only on inputs, so a later step whose
+ * inputs are unchanged can still hit (a changed parent key already makes every later key new).
+ */
+import { posix, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  cacheKey,
+  contextDigest,
+  defaultCacheRepo,
+  openCacheRepo,
+  openCacheStore,
+  parseCacheSpec,
+  parseGoDuration,
+  type CacheKeyInput,
+  type CacheStore,
+  type CachedLayer,
+  type ContextFile,
+  type PutResult,
+} from '../cache/index.js';
+import type { IgnoreMatcher } from '../dockerfile/index.js';
+import type { History, ImageConfig, Platform } from '../oci/types.js';
+import type { RegistryClient, Repository } from '../registry/index.js';
+import type { Logger } from '../util/logger.js';
+import type { BuildOptions } from './options.js';
+import type { ImageLayer } from './layers.js';
+import { lstatInTree, matchSource, walkTree, type SourceTree } from './sources.js';
+
+export interface BuildCache {
+  store: CacheStore;
+  runLayers: boolean;
+  copyLayers: boolean;
+  platform: Platform;
+}
+
+/** An image layer backed by a cache entry: `open` fetches the blob only when called. */
+export interface CachedImageLayer extends ImageLayer {
+  /** Where the blob lives, so a push to the same registry mounts it. */
+  source?: Repository;
+}
+
+export function layerFromCache(hit: CachedLayer): CachedImageLayer {
+  const layer: CachedImageLayer = { descriptor: hit.layer, diffId: hit.diffId, open: (signal) => hit.open(signal) };
+  if (hit.source) layer.source = hit.source;
+  return layer;
+}
+
+/** Config fields a step's result depends on beyond its own text (RUN's user, dir, shell). */
+export function configFlags(config: ImageConfig): Record<string, string> {
+  const c = config.config ?? {};
+  return { workdir: c.WorkingDir ?? '', user: c.User ?? '', shell: JSON.stringify(c.Shell ?? []) };
+}
+
+/** The key of a step that added a layer without a cache key of its own: the chain follows the layer's content. */
+export function chainKey(parent: string, platform: Platform, diffId: string): string {
+  return cacheKey({ parent, platform, instruction: { kind: 'layer', args: [diffId] } });
+}
+
+export function stepKey(input: CacheKeyInput): string {
+  return cacheKey(input);
+}
+
+/** The most recent history entry, the one the step just added. */
+export function lastHistory(config: ImageConfig): History {
+  const h = config.history ?? [];
+  return h[h.length - 1] ?? {};
+}
+
+function fileType(st: import('node:fs').Stats): ContextFile['type'] {
+  return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
+}
+
+/**
+ * contextDigest of exactly the files the sources match (after .dockerignore and --exclude),
+ * named relative to the tree's root; owners as the copy will write them (--chown, else 0:0).
+ */
+export async function copiedFilesDigest(tree: SourceTree, sources: readonly string[], excludes: IgnoreMatcher | undefined, owner: { uid: number; gid: number } | undefined): Promise<string> {
+  const files = new Map<string, ContextFile>();
+  const add = (host: string, st: import('node:fs').Stats) => {
+    const path = relative(tree.dir, host).split('\\').join('/') || '.';
+    files.set(path, { path, type: fileType(st), stat: st });
+  };
+  for (const src of sources) {
+    for (const m of await matchSource(tree, src)) {
+      const entry = await lstatInTree(tree, m, true);
+      if (!entry) continue;
+      if (excludes && m !== '' && !entry.stat.isDirectory() && excludes.matches(posix.basename(m))) continue;
+      add(entry.host, entry.stat);
+      if (entry.stat.isDirectory()) for (const e of await walkTree(tree, entry, excludes)) add(e.host, e.stat);
+    }
+  }
+  const sorted = [...files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const r = await contextDigest(tree.dir, sorted, owner ? { owner } : {});
+  return r.digest;
+}
+
+/** Reads from every store in order (first hit wins), writes to one (or none: --no-push-cache). */
+class BuildCacheStore implements CacheStore {
+  readonly name: string;
+  constructor(
+    private readonly readers: CacheStore[],
+    private readonly writer: CacheStore | undefined,
+  ) {
+    this.name = [...new Set([...readers, ...(writer ? [writer] : [])].map((s) => s.name))].join(', ');
+  }
+
+  async get(key: string, signal?: AbortSignal): Promise<CachedLayer | undefined> {
+    for (const r of this.readers) {
+      const hit = await r.get(key, signal);
+      if (hit) return hit;
+    }
+    return undefined;
+  }
+
+  put(key: string, entry: Parameters<CacheStore['put']>[1], blob: () => Promise<Readable>): Promise<PutResult> {
+    if (!this.writer) return Promise.resolve({ key, ok: true });
+    return this.writer.put(key, entry, blob);
+  }
+
+  async flush(): Promise<PutResult[]> {
+    return this.writer ? this.writer.flush() : [];
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...new Set([...this.readers, ...(this.writer ? [this.writer] : [])])].map((s) => s.close?.()));
+  }
+}
+
+export interface OpenBuildCacheOptions {
+  destinations: readonly string[];
+  client: RegistryClient;
+  platform: Platform;
+  logger: Logger;
+}
+
+/** The cache a build uses for its options, or undefined when the cache is off (or has nowhere to live). */
+export function openBuildCache(opts: NonNullable<BuildOptions['cache']>, o: OpenBuildCacheOptions): BuildCache | undefined {
+  if (!opts.enabled) return undefined;
+  const ttlMs = opts.ttl ? parseGoDuration(opts.ttl) : undefined;
+  const storeOpts = { client: o.client, logger: o.logger, ...(ttlMs !== undefined ? { ttlMs } : {}) };
+  let readers: CacheStore[];
+  let writer: CacheStore | undefined;
+  if ((opts.from?.length ?? 0) > 0 || (opts.to?.length ?? 0) > 0) {
+    const to = (opts.to ?? []).map((spec) => openCacheStore(parseCacheSpec(spec, 'to'), storeOpts));
+    readers = [...(opts.from ?? []).map((spec) => openCacheStore(parseCacheSpec(spec, 'from'), storeOpts)), ...to];
+    writer = to[0];
+  } else {
+    const repo = opts.repo ?? defaultCacheRepo(o.destinations);
+    if (!repo) {
+      o.logger.log('warn', 'layer cache off: no --cache-repo and no registry destination to derive <destination>/cache from', {});
+      return undefined;
+    }
+    const store = openCacheRepo(repo, storeOpts);
+    readers = [store];
+    writer = store;
+  }
+  if (opts.noPush) writer = undefined;
+  if (opts.noLookup) readers = [];
+  return {
+    store: new BuildCacheStore(readers, writer),
+    runLayers: opts.runLayers ?? true,
+    copyLayers: opts.copyLayers ?? false,
+    platform: o.platform,
+  };
+}
