@@ -25,7 +25,7 @@ export interface ActionInputs {
   provenance: string;
   sbom: string;
   // Kaniko's extras
-  cache: string;
+  cache: boolean;
   cacheRepo: string;
   cacheTtl: string;
   pushRetry: string;
@@ -50,8 +50,9 @@ const RUN_OPTION = 'this RUN option is not implemented yet';
 /**
  * build-push-action inputs without a gantry feature behind them. They are declared in action.yml
  * so a migrated workflow that sets one fails with this reason instead of the runner's generic
- * "unexpected input" warning. `pull` and `no-cache-filters` are absent on purpose: gantry always
- * resolves base images from the registry and has no cache, so both are already what they ask.
+ * "unexpected input" warning. `pull` is absent on purpose: gantry always resolves base images from
+ * the registry, which is what it asks. `no-cache-filters` is not declared either: there is no
+ * per-stage cache switch, and the runner warns that it is ignored.
  */
 export const NOT_YET: Record<string, { why: string; hint: string }> = {
   load: { why: 'there is no Docker daemon to load the image into', hint: 'use `outputs: type=docker,dest=image.tar` and `docker load -i image.tar` where a daemon exists' },
@@ -111,7 +112,7 @@ export function readInputs(env: NodeJS.ProcessEnv): ActionInputs {
     outputs: parseList(s('outputs'), { ignoreComma: true, noQuotes: true }),
     provenance: s('provenance'),
     sbom: s('sbom'),
-    cache: s('cache'),
+    cache: getBoolean(env, 'cache', false),
     cacheRepo: s('cache-repo'),
     cacheTtl: s('cache-ttl'),
     pushRetry: s('push-retry'),
@@ -134,19 +135,18 @@ function unsupported(input: string, why: string, hint: string): GantryError {
   return new GantryError('UNSUPPORTED', `input "${input}" is not supported by this version of gantry: ${why}`, { hint, input });
 }
 
-const CACHE_MISSING = 'the layer cache is not implemented yet';
-
 /**
  * Inputs whose feature gantry does not have yet fail the step before any work: a silently
  * ignored `secrets` or `cache-to` would make a build look right and behave wrong.
  */
 export function rejectUnsupported(inputs: ActionInputs): void {
-  const drop = 'remove it from the step\'s `with:` block';
-  if (inputs.cacheFrom.length > 0) throw unsupported('cache-from', CACHE_MISSING, drop);
-  if (inputs.cacheTo.length > 0) throw unsupported('cache-to', CACHE_MISSING, drop);
-  if (inputs.cache !== '' && !FALSE.has(inputs.cache)) throw unsupported('cache', CACHE_MISSING, 'remove it or set it to false');
-  if (inputs.cacheRepo !== '') throw unsupported('cache-repo', CACHE_MISSING, drop);
-  if (inputs.cacheTtl !== '') throw unsupported('cache-ttl', CACHE_MISSING, drop);
+  for (const [input, specs] of [['cache-from', inputs.cacheFrom], ['cache-to', inputs.cacheTo]] as const) {
+    for (const spec of specs) {
+      if (/(^|,)\s*type\s*=\s*gha\s*(,|$)/i.test(spec)) {
+        throw unsupported(input, `"${spec}": GitHub's cache service (type=gha) is not supported`, 'use type=registry,ref=ghcr.io/<owner>/<image>/cache (or type=local,src|dest=DIR with actions/cache)');
+      }
+    }
+  }
   if (inputs.annotations.length > 0) {
     throw unsupported('annotations', 'manifest annotations are not written yet', 'use `labels` (GHCR reads org.opencontainers.image.* labels from the image config too)');
   }

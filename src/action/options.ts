@@ -181,6 +181,62 @@ export function parseOutputs(items: string[], workspace: string): OutputPlan {
 }
 
 /**
+ * A BuildKit-style `type=local` directory is relative to the workspace, as build-push-action reads
+ * it from the step's working directory, and a `ghcr.io` cache repository is lower-cased like the
+ * tags; everything else in the spec is passed on as written.
+ */
+function normalizeCacheSpec(spec: string, workspace: string): string {
+  const attrs = parseAttributes(spec);
+  const type = (attrs.type ?? '').toLowerCase();
+  if (type === 'local') {
+    return Object.entries(attrs)
+      .map(([k, v]) => ((k === 'src' || k === 'dest') && v !== '' ? `${k}=${resolve(workspace, v)}` : `${k}=${v}`))
+      .join(',');
+  }
+  if (type === 'registry' && attrs.ref && lowerCaseGhcr(attrs.ref) !== attrs.ref) {
+    return Object.entries(attrs).map(([k, v]) => `${k}=${k === 'ref' ? lowerCaseGhcr(v) : v}`).join(',');
+  }
+  return spec;
+}
+
+/**
+ * The layer cache, as the CLIs map it: `cache-from`/`cache-to` as `gantry build` does (every step
+ * cached, `no-cache` stores without reading), `cache`/`cache-repo`/`cache-ttl` as the Kaniko
+ * executor does (RUN layers only, default repository `<first tag's repository>/cache`).
+ */
+export function mapCache(inputs: ActionInputs, workspace: string): BuildOptions['cache'] {
+  const buildkit = inputs.cacheFrom.length > 0 || inputs.cacheTo.length > 0;
+  if (buildkit && (inputs.cache || inputs.cacheRepo !== '')) {
+    throw new GantryError('INVALID_ARGUMENT', 'inputs "cache-from"/"cache-to" and Kaniko\'s "cache"/"cache-repo" both choose where the layer cache lives', {
+      hint: 'use cache-to: type=registry,ref=REPO (or cache: true with cache-repo: REPO), not both',
+    });
+  }
+  if (!buildkit && !inputs.cache) {
+    for (const name of ['cache-repo', 'cache-ttl'] as const) {
+      if ((name === 'cache-repo' ? inputs.cacheRepo : inputs.cacheTtl) !== '') {
+        throw new GantryError('INVALID_ARGUMENT', `input "${name}" has no effect without "cache: true" (or cache-from/cache-to)`, { hint: 'add cache: true, or remove it' });
+      }
+    }
+    return undefined;
+  }
+  let cache: NonNullable<BuildOptions['cache']>;
+  if (buildkit) {
+    const to = inputs.cacheTo.map((s) => normalizeCacheSpec(s, workspace));
+    // no-cache without a cache-to reads nothing and writes nothing: no cache at all.
+    if (inputs.noCache && to.length === 0) return undefined;
+    const from = inputs.noCache ? [] : inputs.cacheFrom.map((s) => normalizeCacheSpec(s, workspace));
+    // BuildKit caches every step, file copies included.
+    cache = { enabled: true, copyLayers: true, from, to };
+  } else {
+    cache = { enabled: true, copyLayers: false, runLayers: true };
+    if (inputs.cacheRepo !== '') cache.repo = lowerCaseGhcr(inputs.cacheRepo);
+  }
+  if (inputs.noCache) cache.noLookup = true;
+  if (inputs.cacheTtl !== '') cache.ttl = inputs.cacheTtl;
+  return cache;
+}
+
+/**
  * Maps the inputs to BuildOptions. `created` is the build time used for the
  * org.opencontainers.image.created label.
  */
@@ -249,6 +305,9 @@ export function mapInputs(inputs: ActionInputs, gh: GitHubContext, env: NodeJS.P
   if (out.tarPath) options.tarPath = out.tarPath;
   if (out.compression) options.compression = out.compression;
   if (out.compressionLevel !== undefined) options.compressionLevel = out.compressionLevel;
+
+  const cache = mapCache(inputs, gh.workspace);
+  if (cache) options.cache = cache;
 
   const pushRegistries = push ? [...new Set(destinations.map(registryOf))] : [];
   return { options, pushRegistries, defaultGitContext: isDefault, notices };

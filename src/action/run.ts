@@ -97,7 +97,6 @@ export async function run(env: NodeJS.ProcessEnv = process.env, probes: RunnerPr
     }
     noRunner = choice.unavailable;
     if (noRunner) core.info(noRunner);
-    if (inputs.noCache) core.debug('no-cache: gantry has no layer cache yet, so every step runs anyway');
 
     const buildEnv: NodeJS.ProcessEnv = { ...env, ...runInputs.secretEnv };
     const created = sourceDateEpoch(env) ?? new Date(Math.floor(started / 1000) * 1000);
@@ -130,6 +129,11 @@ export async function run(env: NodeJS.ProcessEnv = process.env, probes: RunnerPr
       options.cacheDir = runCacheDir(env);
       await mkdirOwned(options.cacheDir, owner);
       for (const p of [options.ociLayoutPath, options.tarPath, options.defaultOutputDir]) if (typeof p === 'string') owned.push(p);
+      // A type=local cache-to directory is read back by a later step (actions/cache) as the runner's user.
+      for (const spec of options.cache?.to ?? []) {
+        const dest = /(?:^|,)dest=([^,]+)/.exec(spec)?.[1];
+        if (dest) owned.push(dest);
+      }
     }
     if (creds.dockerConfigDir) options.registry = { ...options.registry, dockerConfigDir: creds.dockerConfigDir };
     const tags = options.destinations ?? [];

@@ -112,6 +112,23 @@ describe('the Action in a simulated runner', () => {
     assert.match(r.stdout, /::endgroup::/);
   });
 
+  it('cache-to/cache-from type=local: a warm second run reuses every layer and pushes the same image', async () => {
+    const inputs = { context: '.', tags: `${reg.host}/octo/cached:1`, push: 'true', 'cache-from': 'type=local,src=.layer-cache', 'cache-to': 'type=local,dest=.layer-cache' };
+    // A fixed creation time: the two runs must produce the same image.
+    const epoch = { SOURCE_DATE_EPOCH: '1700000000' };
+    const cold = await runnerEnv(inputs, epoch);
+    const first = await runInProcess(cold.env);
+    assert.equal(first.exitCode, 0, first.stdout);
+    const stored = /layer cache [^\n]*: 0 hits, ([1-9]\d*) layers stored/.exec(first.stdout);
+    assert.ok(stored, first.stdout);
+    const warm = await runnerEnv(inputs, epoch);
+    const second = await runInProcess(warm.env);
+    assert.equal(second.exitCode, 0, second.stdout);
+    assert.match(second.stdout, new RegExp(`layer cache [^\\n]*: ${stored[1]} hits, 0 layers stored`));
+    assert.equal((await readOutputs(warm.output)).digest, (await readOutputs(cold.output)).digest);
+    assert.equal((await readOutputs(warm.output)).digest, (await skopeoImage(reg, 'octo/cached:1')).digest);
+  });
+
   it('username/password inputs log in through a temporary config and are masked', async () => {
     const password = reg.password!;
     const { env, output } = await runnerEnv(

@@ -53,11 +53,8 @@ describe('unsupported inputs fail naming the input', () => {
     ['shm-size', { 'INPUT_SHM-SIZE': '2g' }, /input "shm-size" is not supported.*RUN option/],
     ['ulimit', { INPUT_ULIMIT: 'nofile=1024:1024' }, /input "ulimit".*RUN option/],
     ['allow', { INPUT_ALLOW: 'network.host' }, /input "allow".*entitlements/],
-    ['cache-from', { 'INPUT_CACHE-FROM': 'type=gha' }, /input "cache-from" is not supported.*layer cache/],
-    ['cache-to', { 'INPUT_CACHE-TO': 'type=gha,mode=max' }, /input "cache-to"/],
-    ['cache', { INPUT_CACHE: 'true' }, /input "cache" is not supported/],
-    ['cache-repo', { 'INPUT_CACHE-REPO': 'ghcr.io/o/cache' }, /input "cache-repo"/],
-    ['cache-ttl', { 'INPUT_CACHE-TTL': '24h' }, /input "cache-ttl"/],
+    ['cache-from type=gha', { 'INPUT_CACHE-FROM': 'type=gha' }, /input "cache-from" is not supported.*GitHub's cache service \(type=gha\)/],
+    ['cache-to type=gha', { 'INPUT_CACHE-TO': 'type=registry,ref=r/c\ntype=gha,mode=max' }, /input "cache-to".*"type=gha,mode=max".*type=gha/],
     ['annotations', { INPUT_ANNOTATIONS: 'index:org.opencontainers.image.description=x' }, /input "annotations"/],
     ['provenance', { INPUT_PROVENANCE: 'mode=max' }, /input "provenance" is not supported/],
     ['sbom', { INPUT_SBOM: 'true' }, /input "sbom"/],
@@ -83,8 +80,10 @@ describe('unsupported inputs fail naming the input', () => {
     });
   }
 
-  it('accepts what matches gantry already: provenance=false, cache=false, no-cache, one platform, the RUN inputs', () => {
+  it('accepts what matches gantry already: provenance=false, the cache inputs, no-cache, one platform, the RUN inputs', () => {
     rejectUnsupported(readInputs({ INPUT_PROVENANCE: 'false', INPUT_CACHE: 'false', 'INPUT_NO-CACHE': 'true', INPUT_PLATFORMS: 'linux/arm64', INPUT_LOAD: 'false' }));
+    rejectUnsupported(readInputs({ INPUT_CACHE: 'true', 'INPUT_CACHE-REPO': 'ghcr.io/o/cache', 'INPUT_CACHE-TTL': '24h' }));
+    rejectUnsupported(readInputs({ 'INPUT_CACHE-FROM': 'type=registry,ref=ghcr.io/o/app/cache\ntype=local,src=c', 'INPUT_CACHE-TO': 'type=local,dest=c' }));
     rejectUnsupported(
       readInputs({
         INPUT_SECRETS: 'token=abc',
@@ -195,6 +194,52 @@ describe('inputs map to BuildOptions', () => {
       assert.throws(() => parseOutputs([item], '/ws'), re, item);
     }
   });
+});
+
+describe('cache inputs map to BuildOptions.cache as the CLIs do', () => {
+  const gh = githubContext({ GITHUB_WORKSPACE: '/ws', RUNNER_TEMP: '/rt' });
+  const created = new Date('2026-01-02T03:04:05Z');
+  const cacheOf = (env: NodeJS.ProcessEnv) => mapInputs(readInputs({ INPUT_TAGS: 'r.example/o/app:1', ...env }), gh, {}, created).options.cache;
+  const cases: Array<[string, NodeJS.ProcessEnv, unknown]> = [
+    ['nothing set: no cache', {}, undefined],
+    ['no-cache alone: no cache', { 'INPUT_NO-CACHE': 'true' }, undefined],
+    ['cache: false', { INPUT_CACHE: 'false' }, undefined],
+    ['Kaniko cache: true (RUN layers, default repo)', { INPUT_CACHE: 'true' }, { enabled: true, copyLayers: false, runLayers: true }],
+    [
+      'Kaniko cache with cache-repo and cache-ttl',
+      { INPUT_CACHE: 'true', 'INPUT_CACHE-REPO': 'ghcr.io/o/app/cache', 'INPUT_CACHE-TTL': '24h' },
+      { enabled: true, copyLayers: false, runLayers: true, repo: 'ghcr.io/o/app/cache', ttl: '24h' },
+    ],
+    [
+      'cache-from/cache-to registry and local (relative to the workspace)',
+      { 'INPUT_CACHE-FROM': 'type=registry,ref=ghcr.io/o/app/cache\ntype=local,src=.cache/l', 'INPUT_CACHE-TO': 'type=local,dest=out/c,mode=max' },
+      { enabled: true, copyLayers: true, from: ['type=registry,ref=ghcr.io/o/app/cache', 'type=local,src=/ws/.cache/l'], to: ['type=local,dest=/ws/out/c,mode=max'] },
+    ],
+    [
+      'no-cache with cache-to: store without reading',
+      { 'INPUT_NO-CACHE': 'true', 'INPUT_CACHE-FROM': 'type=local,src=/c', 'INPUT_CACHE-TO': 'type=local,dest=/c' },
+      { enabled: true, copyLayers: true, from: [], to: ['type=local,dest=/c'], noLookup: true },
+    ],
+    [
+      'a ghcr.io cache repository is lower-cased like the tags',
+      { 'INPUT_CACHE-FROM': 'type=registry,ref=ghcr.io/Octo-Org/App/cache', 'INPUT_CACHE-TO': 'type=registry,ref=ghcr.io/Octo-Org/App/cache,mode=max' },
+      { enabled: true, copyLayers: true, from: ['type=registry,ref=ghcr.io/octo-org/app/cache'], to: ['type=registry,ref=ghcr.io/octo-org/app/cache,mode=max'] },
+    ],
+    ['no-cache with only cache-from: no cache', { 'INPUT_NO-CACHE': 'true', 'INPUT_CACHE-FROM': 'type=local,src=/c' }, undefined],
+    ['cache-ttl with cache-to', { 'INPUT_CACHE-TO': 'type=registry,ref=r.example/o/c', 'INPUT_CACHE-TTL': '1h' }, { enabled: true, copyLayers: true, from: [], to: ['type=registry,ref=r.example/o/c'], ttl: '1h' }],
+  ];
+  for (const [name, env, want] of cases) {
+    it(name, () => assert.deepEqual(cacheOf(env), want));
+  }
+
+  for (const [name, env, re] of [
+    ['cache-repo without cache', { 'INPUT_CACHE-REPO': 'r/c' }, /input "cache-repo" has no effect without "cache: true"/],
+    ['cache-ttl without cache', { 'INPUT_CACHE-TTL': '1h' }, /input "cache-ttl" has no effect/],
+    ['cache and cache-to together', { INPUT_CACHE: 'true', 'INPUT_CACHE-TO': 'type=local,dest=/c' }, /both choose where the layer cache lives/],
+    ['cache: maybe', { INPUT_CACHE: 'maybe' }, /input "cache" must be true or false/],
+  ] as const) {
+    it(`refuses ${name}`, () => assert.throws(() => cacheOf(env), re));
+  }
 });
 
 describe('failures and results', () => {
