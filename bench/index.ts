@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { benchBuild } from './build.js';
 import { benchCopy } from './copy.js';
 import { benchRun } from './run.js';
+import { benchSamples } from './samples.js';
 
 const has = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
   else console.log('copy: skopeo not installed, no peer to compare with');
   await benchBuild();
   await benchRun();
+  await benchSamples();
 }
 
 main().catch((err) => {

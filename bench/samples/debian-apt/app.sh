@@ -1,0 +1,2 @@
+#!/bin/sh
+exec hello --greeting="hello from the debian-apt sample"
