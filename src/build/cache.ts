@@ -6,6 +6,7 @@
  * Unlike Kaniko, lookups continue after a miss: keys depend only on inputs, so a later step whose
  * inputs are unchanged can still hit (a changed parent key already makes every later key new).
  */
+import { createHash } from 'node:crypto';
 import { posix, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
@@ -16,6 +17,7 @@ import {
   openCacheStore,
   parseCacheSpec,
   parseGoDuration,
+  type CacheEntry,
   type CacheKeyInput,
   type CacheStore,
   type CachedLayer,
@@ -47,6 +49,30 @@ export function layerFromCache(hit: CachedLayer): CachedImageLayer {
   const layer: CachedImageLayer = { descriptor: hit.layer, diffId: hit.diffId, open: (signal) => hit.open(signal) };
   if (hit.source) layer.source = hit.source;
   return layer;
+}
+
+/**
+ * A step that ran but added no layer (a WORKDIR whose directory existed) is stored as an entry
+ * flagged `noLayer`. The store needs a blob, so the entry points at an empty tar (1024 zero
+ * bytes); that blob only lives in the cache and is never appended to an image.
+ */
+export const NO_LAYER_BLOB: Buffer = Buffer.alloc(1024);
+const NO_LAYER_DIGEST = `sha256:${createHash('sha256').update(NO_LAYER_BLOB).digest('hex')}`;
+
+export function noLayerEntry(history: History, platform: Platform): CacheEntry {
+  // The cache image itself has the marker blob as its one layer, so its history must not say empty.
+  const { empty_layer: _empty, ...stored } = history;
+  return {
+    layer: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: NO_LAYER_DIGEST, size: NO_LAYER_BLOB.length },
+    diffId: NO_LAYER_DIGEST,
+    history: stored,
+    configExtras: { noLayer: true },
+    platform,
+  };
+}
+
+export function isNoLayerEntry(hit: CachedLayer): boolean {
+  return hit.configExtras?.['noLayer'] === true;
 }
 
 /** Config fields a step's result depends on beyond its own text (RUN's user, dir, shell). */

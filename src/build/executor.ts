@@ -5,6 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { basename, join, posix } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   chompHeredocContent,
   IgnoreMatcher,
@@ -17,7 +18,8 @@ import {
 } from '../dockerfile/index.js';
 import type { ImageConfig } from '../oci/types.js';
 import { GantryError, wrapError } from '../util/errors.js';
-import { chainKey, configFlags, copiedFilesDigest, lastHistory, layerFromCache, stepKey } from './cache.js';
+import { chainKey, configFlags, copiedFilesDigest, isNoLayerEntry, lastHistory, layerFromCache, NO_LAYER_BLOB, noLayerEntry, stepKey } from './cache.js';
+import type { CachedLayer } from '../cache/index.js';
 import { copyItem, isTarArchive, RootWriter, scratchDir, type CopyItem } from './copy.js';
 import { download, isGitSource, isUrlSource } from './download.js';
 import { fileOpCreatedBy } from './history.js';
@@ -151,6 +153,10 @@ class StageExecutor {
     this.cacheParent = key;
     this.keyed = true;
     if (!hit) return undefined;
+    return this.appendHit(hit);
+  }
+
+  private appendHit(hit: CachedLayer): ImageLayer {
     const layer = layerFromCache(hit);
     this.layers.push(layer);
     const cfg = this.config;
@@ -164,6 +170,11 @@ class StageExecutor {
   private store(key: string, layer: ImageLayer | undefined): void {
     if (!layer) return;
     void this.s.cache!.store.put(key, { layer: layer.descriptor, diffId: layer.diffId, history: lastHistory(this.config), platform: this.cachePlatform() }, () => layer.open());
+  }
+
+  /** Records that the step added no layer (the cache stores a tiny marker blob, never part of an image). */
+  private storeNoLayer(key: string): void {
+    void this.s.cache!.store.put(key, noLayerEntry(lastHistory(this.config), this.cachePlatform()), async () => Readable.from([NO_LAYER_BLOB]));
   }
 
   private history(createdBy: string, layer: ImageLayer | undefined): void {
@@ -249,11 +260,30 @@ class StageExecutor {
     return this.s.imageFiles(from);
   }
 
+  /**
+   * WORKDIR creates its directory (a layer) unless it exists (no layer). With the cache on it is
+   * keyed by chain + path + USER and the outcome is recorded, so a hit needs no rootfs: either the
+   * stored layer is appended by descriptor, or a "no layer" marker entry says nothing changed.
+   */
   private async workdir(inst: WorkdirInstruction): Promise<ImageLayer | undefined> {
     const c = (this.config.config ??= {});
     const wd = normalizeWorkdir(c.WorkingDir, inst.path);
     c.WorkingDir = wd;
     let layer: ImageLayer | undefined;
+    let key: string | undefined;
+    const cache = this.s.cache;
+    if (wd !== '/' && cache && this.cacheParent !== undefined) {
+      key = stepKey({ parent: this.cacheParent, platform: cache.platform, instruction: { kind: 'workdir', args: [wd], flags: { user: c.User ?? '' } } });
+      const hit = await this.s.cache!.store.get(key, this.s.signal);
+      this.cacheParent = key;
+      this.keyed = true;
+      if (hit && isNoLayerEntry(hit)) {
+        this.hit = true;
+        this.history(`WORKDIR ${wd}`, undefined);
+        return undefined;
+      }
+      if (hit) return this.appendHit(hit);
+    }
     if (wd !== '/') {
       const root = await this.root();
       const owner = c.User ? await resolveOwner(c.User, root) : { uid: 0, gid: 0 };
@@ -264,6 +294,10 @@ class StageExecutor {
       if (layer) this.rootfs.markApplied(this.layers.length);
     }
     this.history(`WORKDIR ${wd}`, layer);
+    if (key) {
+      if (layer) this.store(key, layer);
+      else this.storeNoLayer(key);
+    }
     return layer;
   }
 
