@@ -304,12 +304,19 @@ class StageExecutor {
   private async sourceTree(inst: CopyInstruction | AddInstruction): Promise<SourceTree> {
     if (inst.kind !== 'copy' || inst.from === undefined) return this.s.context;
     const from = inst.from;
-    const idx = /^\d+$/.test(from) ? Number(from) : this.p.planned.dependencies.find((d) => d.node === inst.node)?.stage ?? this.stageByName(from);
+    const idx = this.sourceStageIndex(inst);
     if (idx !== undefined) {
       const stage = await this.s.stage(idx);
       return { dir: await stage.files(), resetOwners: false, name: `stage ${from}` };
     }
     return this.s.imageFiles(from);
+  }
+
+  /** The earlier stage a `COPY --from` reads, or undefined when it names an image (or is no --from). */
+  private sourceStageIndex(inst: CopyInstruction | AddInstruction): number | undefined {
+    if (inst.kind !== 'copy' || inst.from === undefined) return undefined;
+    const from = inst.from;
+    return /^\d+$/.test(from) ? Number(from) : this.p.planned.dependencies.find((d) => d.node === inst.node)?.stage ?? this.stageByName(from);
   }
 
   private stageByName(name: string): number | undefined {
@@ -346,7 +353,11 @@ class StageExecutor {
     let key: string | undefined;
     const cache = this.s.cache;
     const fromContext = (inst.kind === 'add' || inst.from === undefined) && inst.sources.every((src) => !isUrlSource(src) && !isGitSource(src));
-    if (cache?.copyLayers && this.cacheParent !== undefined && fromContext) {
+    // COPY --from=<stage> is keyed by the source stage's final key, which covers every file in it:
+    // a fully cached source stage then needs neither its files nor this stage's root.
+    const fromStage = cache?.copyLayers && this.cacheParent !== undefined && !fromContext ? this.sourceStageIndex(inst) : undefined;
+    const fromStageKey = fromStage !== undefined ? (await this.s.stage(fromStage)).cacheKey : undefined;
+    if (cache?.copyLayers && this.cacheParent !== undefined && (fromContext || fromStageKey !== undefined)) {
       const excludes = inst.excludes.length ? new IgnoreMatcher(inst.excludes) : undefined;
       key = stepKey({
         parent: this.cacheParent,
@@ -364,7 +375,9 @@ class StageExecutor {
             unpack: inst.kind === 'add' ? inst.unpack : undefined,
           },
         },
-        files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }),
+        ...(fromStageKey !== undefined
+          ? { inputs: [{ name: 'stage', digest: fromStageKey }] }
+          : { files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }) }),
         heredocs: inst.contents.map((c) => ({ name: c.path, body: c.data })),
       });
       const hit = await this.lookup(key);
