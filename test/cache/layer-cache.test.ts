@@ -5,70 +5,39 @@
  * disabled cache write never fails the build; `gantry build --cache-to/--cache-from type=local`.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { build, type BuildOptions, type BuildResult } from '../../src/build/index.js';
 import { main, type CliIO } from '../../src/cli/main.js';
-import { startFaultProxy, type FaultProxy } from '../../src/testing/fault-proxy.js';
-import { makeBusyboxImage, type TestImage } from '../../src/testing/images.js';
-import { startRegistry, type TestRegistry } from '../../src/testing/registry.js';
-import { skopeoPush } from '../../src/testing/skopeo.js';
+import { startCacheFixture, type CacheFixture } from './support.js';
+import type { FaultProxy } from '../../src/testing/fault-proxy.js';
 
 const DOCKERFILE = (base: string) => `FROM ${base}\nARG FLAVOUR=plain\nCOPY app.txt /app/app.txt\nCOPY other.txt /app/other.txt\nRUN cat /app/app.txt /app/other.txt > /app/both.txt && echo "$FLAVOUR" > /app/flavour\n`;
 
 describe('layer cache', () => {
-  let reg: TestRegistry;
-  let proxy: FaultProxy;
-  let busybox: TestImage;
-  let base: string;
-  const dirs: string[] = [];
-
+  let fx: CacheFixture;
   before(async () => {
-    reg = await startRegistry({ kind: 'plain' });
-    busybox = await makeBusyboxImage();
-    await skopeoPush(busybox, reg, 'base/busybox:1');
-    proxy = await startFaultProxy(reg);
-    base = `${proxy.host}/base/busybox:1`;
+    fx = await startCacheFixture();
   });
   after(async () => {
-    await proxy?.stop();
-    await busybox?.cleanup();
-    await reg?.stop();
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    await fx?.close();
   });
 
-  async function context(files: Record<string, string>): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), 'gantry-cache-ctx-'));
-    dirs.push(dir);
-    await writeFile(join(dir, 'Dockerfile'), DOCKERFILE(base));
-    for (const [k, v] of Object.entries(files)) await writeFile(join(dir, k), v);
-    return dir;
-  }
-
-  function opts(ctx: string, dest: string, extra: Partial<BuildOptions> = {}): BuildOptions {
-    return {
-      context: ctx,
-      destinations: [`${proxy.host}/${dest}`],
-      reproducible: true,
-      defaultOutputDir: false,
-      cache: { enabled: true, copyLayers: true },
-      ...extra,
-    };
-  }
+  const context = (files: Record<string, string>) => fx.context(DOCKERFILE(fx.base), files);
+  const opts = (ctx: string, dest: string, extra: Partial<BuildOptions> = {}) => fx.opts(ctx, dest, extra);
 
   const cachedFlags = (r: BuildResult) => r.steps.filter((s) => /^(COPY|RUN)/.test(s.instruction)).map((s) => s.cached);
 
   async function timed(o: BuildOptions): Promise<{ result: BuildResult; ms: number; hits: FaultProxy['hits'] }> {
-    const from = proxy.hits.length;
+    const from = fx.proxy.hits.length;
     const t = performance.now();
     const result = await build(o);
-    return { result, ms: performance.now() - t, hits: proxy.hits.slice(from) };
+    return { result, ms: performance.now() - t, hits: fx.proxy.hits.slice(from) };
   }
 
   async function tags(repo: string): Promise<string[]> {
-    const res = await fetch(`${reg.url}/v2/${repo}/tags/list`);
+    const res = await fetch(`${fx.reg.url}/v2/${repo}/tags/list`);
     if (res.status === 404) return [];
     return ((await res.json()) as { tags: string[] | null }).tags ?? [];
   }
@@ -82,7 +51,7 @@ describe('layer cache', () => {
     const warm = await timed(opts(ctx, 'app/warm:2'));
     assert.deepEqual(cachedFlags(warm.result), [true, true, true]);
     assert.equal(warm.result.digest, cold.result.digest);
-    const res = await fetch(`${reg.url}/v2/app/warm/manifests/2`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const res = await fetch(`${fx.reg.url}/v2/app/warm/manifests/2`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     const layers = ((await res.json()) as { layers: Array<{ digest: string }> }).layers.map((l) => l.digest);
     assert.equal(layers.length, 4);
     const layerGets = warm.hits.filter((h) => h.method === 'GET' && layers.some((d) => h.path.includes(`/blobs/${d}`)));
@@ -102,16 +71,16 @@ describe('layer cache', () => {
 
   it('--no-push-cache reads but writes nothing to the cache repo', async () => {
     const ctx = await context({ 'app.txt': 'nopush\n', 'other.txt': 'x\n' });
-    const from = proxy.hits.length;
+    const from = fx.proxy.hits.length;
     const r = await build(opts(ctx, 'app/nopush:1', { cache: { enabled: true, copyLayers: true, noPush: true } }));
     assert.deepEqual(cachedFlags(r), [false, false, false]);
     assert.deepEqual(await tags('app/nopush/cache'), []);
-    assert.equal(proxy.hits.slice(from).filter((h) => h.method !== 'GET' && h.method !== 'HEAD' && h.path.includes('/cache/')).length, 0);
+    assert.equal(fx.proxy.hits.slice(from).filter((h) => h.method !== 'GET' && h.method !== 'HEAD' && h.path.includes('/cache/')).length, 0);
   });
 
   it('a cache registry that fails writes (500 on PUT) only warns', async () => {
     const ctx = await context({ 'app.txt': 'broken\n', 'other.txt': 'y\n' });
-    proxy.rules.push({ match: { method: 'PUT', path: /\/v2\/app\/broken\/cache\// }, times: Infinity, action: { kind: 'status', status: 500 } });
+    fx.proxy.rules.push({ match: { method: 'PUT', path: /\/v2\/app\/broken\/cache\// }, times: Infinity, action: { kind: 'status', status: 500 } });
     const warnings: string[] = [];
     const logger = { log: (level: string, msg: string) => void (level === 'warn' && warnings.push(msg)) };
     try {
@@ -119,17 +88,15 @@ describe('layer cache', () => {
       assert.equal(r.pushed.length, 1);
       assert.ok(warnings.some((w) => /cache/.test(w)), warnings.join('\n'));
     } finally {
-      proxy.rules.length = 0;
+      fx.proxy.rules.length = 0;
     }
   });
 
   it('gantry build --cache-to type=local,dest=… then --cache-from type=local,src=… hits', async () => {
     const ctx = await context({ 'app.txt': 'local\n', 'other.txt': 'z\n' });
-    const cacheDir = await mkdtemp(join(tmpdir(), 'gantry-local-cache-'));
-    dirs.push(cacheDir);
+    const cacheDir = await fx.scratch('gantry-local-cache-');
     const run = async (flag: string) => {
-      const out = await mkdtemp(join(tmpdir(), 'gantry-local-out-'));
-      dirs.push(out);
+      const out = await fx.scratch('gantry-local-out-');
       const io: CliIO & { err: string } = { err: '', env: { ...process.env }, stdout: () => undefined, stderr: (t) => void (io.err += t) };
       const code = await main(['build', '--reproducible', flag, '--output', `type=oci,dest=${out}`, ctx], io);
       assert.equal(code, 0, io.err);
