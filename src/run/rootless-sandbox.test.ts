@@ -12,6 +12,7 @@ import { APT_SANDBOX_CONF, createRootlessSandbox, kernelSupportsUserxattr } from
 import { enterUserNamespace, isMapped, parseIdMap, parseSubIds, planUserNamespace, userNamespaceState, userNamespaceStateOf, USERNS_ENV } from './rootless-userns.js';
 import type { FixtureCase, FixtureJob, FixtureResult } from './rootless.fixture.js';
 import type { RunSpec } from './types.js';
+import { grantSubIdRange, revokeSubIdRange } from '../testing/subids.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'rootless.fixture.js');
 
@@ -93,21 +94,6 @@ async function makeRootfs(dir: string, owner: string): Promise<void> {
   chmodSync(join(dir, 'tmp'), 0o1777);
 }
 
-/** The highest end of any range in a subid file, so ours overlaps nobody's. */
-function freeSubIdStart(file: string): number {
-  let end = 200000;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f.length === 3) end = Math.max(end, Number(f[1]) + Number(f[2]));
-  }
-  return end;
-}
-
-function removeLines(file: string, user: string): void {
-  const kept = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith(`${user}:`));
-  writeFileSync(file, kept.length ? kept.join('\n') + '\n' : '');
-}
-
 interface TestUser {
   name: string;
   uid: number;
@@ -123,8 +109,7 @@ async function createUser(tmp: string, withSubIds: boolean): Promise<TestUser> {
   await sh('useradd', ['-m', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
   let base: number | undefined;
   if (withSubIds) {
-    base = Math.max(freeSubIdStart('/etc/subuid'), freeSubIdStart('/etc/subgid'));
-    for (const f of ['/etc/subuid', '/etc/subgid']) writeFileSync(f, `${name}:${base}:65536\n`, { flag: 'a' });
+    base = grantSubIdRange(name);
   }
   const uid = Number((await sh('id', ['-u', name])).trim());
   const gid = Number((await sh('id', ['-g', name])).trim());
@@ -134,7 +119,7 @@ async function createUser(tmp: string, withSubIds: boolean): Promise<TestUser> {
   return {
     name, uid, gid, base, dir,
     async cleanup() {
-      for (const f of ['/etc/subuid', '/etc/subgid']) removeLines(f, name);
+      revokeSubIdRange(name);
       await run('pkill', ['-KILL', '-u', String(uid)]);
       await run('userdel', ['-r', '-f', name]);
     },

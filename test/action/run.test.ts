@@ -19,6 +19,7 @@ import { repoRoot } from '../../src/testing/paths.js';
 import { startRegistry, type TestRegistry } from '../../src/testing/registry.js';
 import { tempDir, type TempDir } from '../../src/testing/tmp.js';
 import { readOutputs, runInProcess } from './support.js';
+import { grantSubIdRange, revokeSubIdRange } from '../../src/testing/subids.js';
 
 const SECRET = `gantry-secret-${randomBytes(12).toString('hex')}`;
 const FILE_SECRET = `file-secret-${randomBytes(12).toString('hex')}`;
@@ -181,21 +182,6 @@ describe('the Action builds RUN', () => {
   });
 });
 
-/** The highest end of any range in a subid file, so ours overlaps nobody's. */
-function freeSubIdStart(file: string): number {
-  let end = 200000;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f.length === 3) end = Math.max(end, Number(f[1]) + Number(f[2]));
-  }
-  return end;
-}
-
-function removeLines(file: string, user: string): void {
-  const kept = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith(`${user}:`));
-  writeFileSync(file, kept.length ? kept.join('\n') + '\n' : '');
-}
-
 describe('the bundle run by an unprivileged user', () => {
   let user: { name: string; uid: number; gid: number; home: string } | undefined;
   let bundle: string;
@@ -208,8 +194,7 @@ describe('the bundle run by an unprivileged user', () => {
     const uid = Number((await exec('id', ['-u', name], { check: true })).stdout.trim());
     const gid = Number((await exec('id', ['-g', name], { check: true })).stdout.trim());
     user = { name, uid, gid, home: `/home/${name}` };
-    const base = Math.max(freeSubIdStart('/etc/subuid'), freeSubIdStart('/etc/subgid'));
-    for (const f of ['/etc/subuid', '/etc/subgid']) writeFileSync(f, `${name}:${base}:65536\n`, { flag: 'a' });
+    const base = grantSubIdRange(name);
     bundle = join(user.home, 'action', 'index.cjs');
     const built = await exec(process.execPath, [join(repoRoot, 'scripts', 'bundle-action.mjs'), bundle], { cwd: repoRoot });
     assert.equal(built.code, 0, built.stderr);
@@ -218,7 +203,7 @@ describe('the bundle run by an unprivileged user', () => {
   after(async () => {
     if (sudoers) rmSync(sudoers, { force: true });
     if (!user) return;
-    for (const f of ['/etc/subuid', '/etc/subgid']) removeLines(f, user.name);
+    revokeSubIdRange(user.name);
     await exec('pkill', ['-KILL', '-u', String(user.uid)]);
     await exec('userdel', ['-r', '-f', user.name]);
   });

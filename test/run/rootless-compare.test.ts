@@ -17,6 +17,7 @@ import { buildahBuild } from '../../src/testing/buildah.js';
 import { run } from '../../src/testing/exec.js';
 import { tempDir, type TempDir } from '../../src/testing/tmp.js';
 import { assertSameTree, ignoreBuildahRunArtifacts, imageTree, type TreeEntry } from '../../src/testing/tree.js';
+import { grantSubIdRange, revokeSubIdRange } from '../../src/testing/subids.js';
 
 // dist/test/run/<this>.js -> the repository root, where bin/gantry.js loads dist/.
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -45,21 +46,6 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   return (await run(cmd, args, { check: true })).stdout;
 }
 
-/** The end of the highest range in a subid file, so ours overlaps nobody's. */
-function freeSubIdStart(file: string): number {
-  let end = 200000;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f.length === 3) end = Math.max(end, Number(f[1]) + Number(f[2]));
-  }
-  return end;
-}
-
-function removeSubIdLines(file: string, user: string): void {
-  const kept = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith(`${user}:`));
-  writeFileSync(file, kept.length ? kept.join('\n') + '\n' : '');
-}
-
 interface TestUser {
   name: string;
   uid: number;
@@ -74,8 +60,7 @@ async function createUser(parent: string, withSubIds: boolean): Promise<TestUser
   // -K SUB_*_COUNT=0: useradd would otherwise allocate ranges itself on some systems.
   await sh('useradd', ['-m', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
   if (withSubIds) {
-    const start = Math.max(freeSubIdStart('/etc/subuid'), freeSubIdStart('/etc/subgid'));
-    for (const f of ['/etc/subuid', '/etc/subgid']) writeFileSync(f, `${name}:${start}:65536\n`, { flag: 'a' });
+    const start = grantSubIdRange(name);
   }
   const uid = Number((await sh('id', ['-u', name])).trim());
   const gid = Number((await sh('id', ['-g', name])).trim());
@@ -85,7 +70,7 @@ async function createUser(parent: string, withSubIds: boolean): Promise<TestUser
   return {
     name, uid, gid, dir,
     async cleanup() {
-      for (const f of ['/etc/subuid', '/etc/subgid']) removeSubIdLines(f, name);
+      revokeSubIdRange(name);
       await run('pkill', ['-KILL', '-u', String(uid)]);
       await run('userdel', ['-r', '-f', name]);
     },
