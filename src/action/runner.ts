@@ -1,11 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
-import { constants as osConstants, release, tmpdir } from 'node:os';
-import { lchown, mkdir, mkdtemp, opendir } from 'node:fs/promises';
+import { constants as osConstants, tmpdir } from 'node:os';
+import { lchown, mkdir, opendir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { enterUserNamespace, usableUserNamespace, userNamespaceState } from '../run/index.js';
-import { kernelSupportsUserxattr } from '../run/rootless-sandbox.js';
-import { removeTree } from '../run/remove-tree.js';
-import { findExecutable, SYSTEM_PATH } from '../run/tools.js';
+import { detectSandbox, enterUserNamespace } from '../run/index.js';
 import { GantryError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 
@@ -93,33 +90,19 @@ function probe(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ o
 /**
  * Whether the rootless sandbox will work once the step is inside a user namespace: not only "can
  * one be created" (Ubuntu's AppArmor restriction allows that, then takes the capabilities away
- * inside), but the overlay mount RUN needs, made in one. The same test as the build engine's
- * detection (src/run/detect.ts), made from outside the namespace: the overlay's `work/work`
- * directory (mode 000, owned by the namespace's root = this user) is made removable before the
- * probe directory is deleted.
+ * inside), but the overlay mount RUN needs, made in one. This is the build engine's own
+ * detection, asked from outside the namespace, so the Action and `--sandbox=auto` never disagree.
  */
 export async function rootlessWorks(stateDir: string): Promise<{ ok: boolean; reason: string }> {
-  const unshare = findExecutable('unshare');
-  const mount = findExecutable('mount');
-  if (!unshare || !mount) return { ok: false, reason: 'unshare and mount (util-linux) are not installed' };
-  if (!kernelSupportsUserxattr()) return { ok: false, reason: `Linux ${release()} is older than 5.11: no overlayfs in a user namespace` };
-  let plan;
   try {
-    plan = await usableUserNamespace();
+    const { checks } = await detectSandbox({ stateDir });
+    const rootless = checks.find((c) => c.kind === 'rootless');
+    if (!rootless) return { ok: false, reason: 'the build engine did not check the rootless sandbox' };
+    return { ok: rootless.usable && rootless.implemented, reason: rootless.reason };
   } catch (err) {
+    // A probe that fails outright (e.g. its directory under RUNNER_TEMP cannot be made) must not fail the step.
     return { ok: false, reason: (err as Error).message };
   }
-  const dir = await mkdtemp(join(stateDir, 'gantry-action-probe-'));
-  try {
-    for (const d of ['l', 'u', 'w', 'm']) await mkdir(join(dir, d));
-    const opts = `lowerdir=${dir}/l,upperdir=${dir}/u,workdir=${dir}/w,userxattr,redirect_dir=nofollow,metacopy=off,index=off,volatile`;
-    const r = await probe(unshare, [...plan.unshareArgs, '--mount', '--', mount, '-t', 'overlay', 'overlay', '-o', opts, join(dir, 'm')], { PATH: SYSTEM_PATH, LC_ALL: 'C' });
-    if (!r.ok) return { ok: false, reason: `user namespaces can be created, but overlayfs cannot be mounted in one under ${stateDir}: ${r.reason}` };
-  } finally {
-    // A probe directory left behind in the job's temp directory must not fail the step.
-    await removeTree(dir).catch(() => undefined);
-  }
-  return { ok: true, reason: plan.mode === 'full' ? 'user namespaces work, full subordinate id range' : `user namespaces work, but ownership is squashed: ${plan.reason ?? 'no subordinate ids'}` };
 }
 
 /** The real machine. */

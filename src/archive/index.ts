@@ -5,6 +5,7 @@
 export { type TarEntryType, type TarHeader, type HeaderEncodeOptions, encodeHeader, splitUstarPath, PAX_HEADER_NAME } from './tar-header.js';
 export { TarWriter, type TarWriterOptions } from './tar-writer.js';
 export { readTar, type TarEntry, type ReadTarHeader } from './tar-reader.js';
+export { indexTar, cleanTarName, TarIndex, type TarMember } from './tar-index.js';
 export {
   type Compression,
   type LayerCompression,

@@ -139,6 +139,30 @@ describe('copyImage', () => {
     assert.equal(index.manifests.length, 2);
   });
 
+  test("a destination's warmUp starts before the source manifest is read, and its failure is left to the writes", async () => {
+    const mem = new MemoryStore();
+    const img = await randomImage(mem, { layers: 1 }, 'x');
+    const order: string[] = [];
+    const src = Object.assign(Object.create(mem) as MemoryStore, {
+      async getManifest(ref?: string) {
+        order.push('source manifest');
+        return mem.getManifest(ref);
+      },
+    });
+    const dst = new MemoryStore();
+    const warming = Object.assign(Object.create(dst) as MemoryStore, {
+      warmUp(signal?: AbortSignal) {
+        order.push(`warm up${signal ? ' (with the copy signal)' : ''}`);
+        return Promise.reject(new GantryError('REGISTRY_UNREACHABLE', 'registry not reachable yet'));
+      },
+    });
+    const signal = new AbortController().signal;
+    const res = await copyImage(src, 'x', warming, { tags: ['t'], signal });
+    assert.equal(res.digest, img.raw.digest);
+    assert.deepEqual(order, ['warm up (with the copy signal)', 'source manifest']);
+    assert.equal(dst.tags.get('t'), img.raw.digest, 'the copy went on after the failed warm-up');
+  });
+
   test('a config whose diff_ids disagree with the layers is refused before anything is written', async () => {
     const mem = new MemoryStore();
     const img = await randomImage(mem, { layers: 2 }, 'x');

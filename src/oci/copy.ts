@@ -36,14 +36,6 @@ export interface CopyResult {
   size: number;
 }
 
-/**
- * Optional for writers: get ready to write (connect, authenticate) without writing anything.
- * Failures are not reported here; the first real write reports them.
- */
-export interface WarmUp {
-  warmUp?(signal?: AbortSignal): Promise<void>;
-}
-
 interface ImagePlan {
   manifest: ImageManifest;
 }
@@ -59,7 +51,7 @@ export async function copyImage(src: ImageReader, srcRef: string | undefined, ds
   const doing = `copying ${where} to ${dst.name}`;
   try {
     // Connect to the destination while the source manifest downloads (both are round trips).
-    void (dst as ImageWriter & WarmUp).warmUp?.(opts.signal).catch(() => undefined);
+    void dst.warmUp?.(opts.signal).catch(() => undefined);
     const rootRaw = await src.getManifest(srcRef, opts.signal);
     const root = parseManifest(rootRaw, { what: `manifest ${rootRaw.digest} of ${where}` });
     const supportsIndex = dst.supportsIndex !== false;

@@ -1,8 +1,9 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { TarWriter, type TarHeader } from '../archive/index.js';
 import { GantryError, withContext } from '../util/errors.js';
 import { readVerifiedFile, tempNameFor } from './blobfile.js';
 import { canonicalJson } from './canonical.js';
@@ -14,7 +15,6 @@ import { OciLayoutWriter } from './layout.js';
 import { parseManifest } from './manifest.js';
 import { isConfig } from './mediatype.js';
 import { platformOfConfig } from './platform.js';
-import { TAR_END, tarHeader, tarPadding } from './tarformat.js';
 import type { Descriptor, Platform, RawManifest } from './types.js';
 import type { ImageWriter, WriteBlobOptions } from './store.js';
 import type { ManifestJsonEntry } from './dockerarchive.js';
@@ -115,7 +115,14 @@ export class DockerArchiveWriter implements ImageWriter {
           ['manifest.json', Buffer.from(JSON.stringify(manifestJson))],
           ['repositories', canonicalJson(repositories)],
         ]);
-        await pipeline(Readable.from(this.tarStream(extra)), createWriteStream(tmp, { mode: 0o644 }));
+        const tar = new TarWriter();
+        // A failure while adding ends the tar with that error, which the pipeline then reports.
+        const filled = this.fillTar(tar, extra).catch((err: unknown) => void tar.destroy(err as Error));
+        try {
+          await pipeline(tar, createWriteStream(tmp, { mode: 0o644 }));
+        } finally {
+          await filled;
+        }
         await rename(tmp, this.file);
       });
     } catch (err) {
@@ -127,7 +134,7 @@ export class DockerArchiveWriter implements ImageWriter {
   }
 
   /** Tar of the staged layout plus `extra` files; member order and metadata are fixed for reproducibility. */
-  private async *tarStream(extra: Map<string, Buffer>): AsyncGenerator<Buffer> {
+  private async fillTar(tar: TarWriter, extra: Map<string, Buffer>): Promise<void> {
     const files = new Map<string, Buffer | string>();
     for (const alg of (await readdir(join(this.stagingDir, 'blobs'))).sort()) {
       for (const hex of (await readdir(join(this.stagingDir, 'blobs', alg))).sort()) {
@@ -138,6 +145,7 @@ export class DockerArchiveWriter implements ImageWriter {
     for (const [k, v] of extra) files.set(k, v);
     files.set('oci-layout', join(this.stagingDir, 'oci-layout'));
 
+    const owner = { uid: 0, gid: 0, mtime: 0 } satisfies Partial<TarHeader>;
     const dirs = new Set<string>();
     for (const name of [...files.keys()].sort()) {
       const parts = name.split('/');
@@ -145,27 +153,15 @@ export class DockerArchiveWriter implements ImageWriter {
         const d = parts.slice(0, i).join('/') + '/';
         if (!dirs.has(d)) {
           dirs.add(d);
-          yield tarHeader({ name: d, size: 0, type: 'directory' });
+          await tar.add({ name: d, type: 'dir', mode: 0o755, ...owner });
         }
       }
       const src = files.get(name)!;
-      if (typeof src !== 'string') {
-        yield tarHeader({ name, size: src.length });
-        yield src;
-        yield tarPadding(src.length);
-        continue;
-      }
-      let size = 0;
-      const { size: expected } = await stat(src);
-      yield tarHeader({ name, size: expected });
-      for await (const chunk of createReadStream(src)) {
-        size += (chunk as Buffer).length;
-        yield chunk as Buffer;
-      }
-      if (size !== expected) throw new GantryError('IO', `${src} changed while it was archived`);
-      yield tarPadding(size);
+      const file = { name, type: 'file', mode: 0o644, ...owner } as const;
+      if (typeof src !== 'string') await tar.add({ ...file, size: src.length }, src);
+      else await tar.add({ ...file, size: (await stat(src)).size }, createReadStream(src));
     }
-    yield TAR_END;
+    await tar.finish();
   }
 
   async abort(): Promise<void> {

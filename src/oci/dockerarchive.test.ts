@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync, gunzipSync } from 'node:zlib';
+import { indexTar } from '../archive/index.js';
 import { run } from '../testing/exec.js';
 import { tempDir, type TempDir } from '../testing/tmp.js';
 import { sha256 } from '../util/digest.js';
@@ -13,9 +14,7 @@ import { DockerArchiveWriter } from './dockerarchive-writer.js';
 import { OciLayoutReader, OciLayoutWriter } from './layout.js';
 import { parseManifest } from './manifest.js';
 import { MemoryStore } from './memory.js';
-import { randomImage, randomIndex } from './random.js';
-import { tarBytes } from './tarformat.js';
-import { indexTar } from './tarindex.js';
+import { randomImage, randomIndex, smallTar } from './random.js';
 import { MediaType } from './types.js';
 
 const haveSkopeo = (await run('skopeo', ['--version']).catch(() => ({ code: 127 }))).code === 0;
@@ -45,7 +44,7 @@ describe('docker-archive', () => {
     const file = join(tmp.path, 'members.tar');
     await archiveOf(mem, 'x', file, ['alpine:3', 'ghcr.io/o/app:1']);
     const idx = await indexTar(file);
-    const files = [...idx.members.values()].filter((m) => m.type === '0').map((m) => m.name);
+    const files = [...idx.members.values()].filter((m) => m.type === 'file').map((m) => m.name);
     const blobs = [img.raw.digest, img.configDescriptor.digest, ...img.manifest.layers.map((l) => l.digest)].map((d) => `blobs/sha256/${d.slice(7)}`);
     assert.deepEqual(files, [...blobs.sort(), 'index.json', 'manifest.json', 'oci-layout', 'repositories']);
     const r = await DockerArchiveReader.open(file);
@@ -83,8 +82,8 @@ describe('docker-archive', () => {
   });
 
   test('legacy archives (manifest.json + <id>/layer.tar) get a synthesized Docker manifest', async () => {
-    const layerA = tarBytes([{ name: 'a.txt', content: 'A' }]);
-    const layerB = tarBytes([{ name: 'b.txt', content: 'B' }]);
+    const layerA = await smallTar([{ name: 'a.txt', content: 'A' }]);
+    const layerB = await smallTar([{ name: 'b.txt', content: 'B' }]);
     const gzA = gzipSync(layerA);
     const config = Buffer.from(
       JSON.stringify({ architecture: 'arm64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layerA), sha256(layerB), sha256(layerB)] } }),
@@ -195,6 +194,23 @@ describe('docker-archive', () => {
     const out = new MemoryStore();
     await copyImage(r, undefined, out, { tags: ['y'] });
     assert.equal(out.blobs.get(img.configDescriptor.digest)?.length, img.configDescriptor.size);
+  });
+
+  test('a staged blob that cannot be read fails the commit and leaves no archive, temp file or staging directory', async () => {
+    const mem = new MemoryStore();
+    const img = await randomImage(mem, { layers: 2 }, 'x');
+    const dir = join(tmp.path, 'broken-commit');
+    await mkdir(dir);
+    const file = join(dir, 'out.tar');
+    const w = await DockerArchiveWriter.create(file);
+    await copyImage(mem, 'x', w, { tags: ['a:1'] });
+    // A directory where the layer should be: listed like a blob, unreadable as one.
+    const [staging] = await readdir(dir);
+    const layer = join(dir, staging!, 'blobs', 'sha256', img.manifest.layers[1]!.digest.slice(7));
+    await rm(layer);
+    await mkdir(layer);
+    await assert.rejects(w.commit(), (e) => isGantryError(e, 'IO') && e.message.startsWith(`writing docker-archive:${file}`) && /EISDIR/.test(e.message));
+    assert.deepEqual(await readdir(dir), []);
   });
 
   test('an archive with several images asks which one', async () => {

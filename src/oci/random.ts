@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { TarWriter } from '../archive/index.js';
 import { sha256 } from '../util/digest.js';
 import { toRawManifest } from './canonical.js';
 import { configBlob, newConfig, withLayer } from './config.js';
 import { MemoryStore } from './memory.js';
 import { layerMediaType, toDockerMediaType } from './mediatype.js';
-import { tarBytes } from './tarformat.js';
 import { MediaType } from './types.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform, RawManifest } from './types.js';
 
@@ -38,10 +38,7 @@ export async function randomImage(store: MemoryStore, opts: RandomImageOptions =
   config = { ...config, config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'] } };
   const layers: Descriptor[] = [];
   for (let i = 0; i < (opts.layers ?? 2); i++) {
-    const tar = tarBytes([
-      { name: `layer${i}/`, type: 'directory' },
-      { name: `layer${i}/random.bin`, content: randomBytes(opts.size ?? 1024) },
-    ]);
+    const tar = await smallTar([{ name: `layer${i}/` }, { name: `layer${i}/random.bin`, content: randomBytes(opts.size ?? 1024) }]);
     const blob = compression === 'gzip' ? gzipSync(tar) : tar;
     layers.push(store.addBlob(blob, layerMediaType(compression, family)));
     config = withLayer(config, sha256(tar), { created: '2024-01-01T00:00:00Z', created_by: `random layer ${i}` });
@@ -57,6 +54,23 @@ export async function randomImage(store: MemoryStore, opts: RandomImageOptions =
   const raw = toRawManifest(manifest);
   await store.putManifest(raw, tag ? [tag] : []);
   return { raw, manifest, config, configDescriptor: descriptor };
+}
+
+/** A small tar in memory: a name ending in `/` is a directory, anything else a file with `content`. */
+export async function smallTar(members: Array<{ name: string; content?: string | Buffer }>): Promise<Buffer> {
+  const tar = new TarWriter();
+  const out = tar.toArray();
+  out.catch(() => undefined); // a failing add reports the error itself
+  for (const { name, content } of members) {
+    const fixed = { name, uid: 0, gid: 0, mtime: 0 };
+    if (name.endsWith('/')) await tar.add({ ...fixed, type: 'dir', mode: 0o755 });
+    else {
+      const body = Buffer.from(content ?? '');
+      await tar.add({ ...fixed, type: 'file', mode: 0o644, size: body.length }, body);
+    }
+  }
+  await tar.finish();
+  return Buffer.concat(await out);
 }
 
 /** Adds one random image per platform and an index over them. */

@@ -34,6 +34,12 @@ export interface ImageWriter {
    * one platform from an index instead of writing the index. Undefined means true.
    */
   readonly supportsIndex?: boolean;
+  /**
+   * Gets ready to write (connect, authenticate) without writing anything; copyImage calls it
+   * while the source manifest is read. Failures are not reported here: the first real write
+   * reports them. Writers with nothing to prepare leave it out.
+   */
+  warmUp?(signal?: AbortSignal): Promise<void>;
   hasBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
   /** `open` may be called more than once (retries, auth challenges): each call must yield the full blob. */
   writeBlob(desc: Descriptor, open: () => Promise<Readable>, opts?: WriteBlobOptions): Promise<void>;

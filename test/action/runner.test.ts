@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readInputs } from '../../src/action/inputs.js';
 import { mapRunInputs, masksFor, parseAddHostsInput, SECRET_ENV_PREFIX } from '../../src/action/run-inputs.js';
-import { chooseRunner, chownTree, mkdirOwned, NO_RUNNER_HINT, RUNNER_ENV, sudoArgv, type RunnerProbes } from '../../src/action/runner.js';
+import { chooseRunner, chownTree, mkdirOwned, NO_RUNNER_HINT, rootlessWorks, RUNNER_ENV, sudoArgv, type RunnerProbes } from '../../src/action/runner.js';
+import { detectSandbox } from '../../src/run/index.js';
 import { failureMessage } from '../../src/action/run.js';
 import { GantryError } from '../../src/util/errors.js';
 import { tempDir, type TempDir } from '../../src/testing/tmp.js';
@@ -154,14 +155,28 @@ describe('where the step builds', () => {
   });
 });
 
+let tmp: TempDir;
+before(async () => {
+  tmp = await tempDir('action-runner');
+});
+after(async () => {
+  await tmp?.cleanup();
+});
+
+describe('the rootless probe', () => {
+  it("says what the build engine's sandbox detection says on this machine", async () => {
+    const engine = (await detectSandbox({ stateDir: tmp.path })).checks.find((c) => c.kind === 'rootless')!;
+    assert.deepEqual(await rootlessWorks(tmp.path), { ok: engine.usable, reason: engine.reason });
+  });
+
+  it('a probe that cannot run is "not usable", never a failed step', async () => {
+    const r = await rootlessWorks(join(tmp.path, 'missing', 'dir'));
+    assert.equal(r.ok, false);
+    assert.ok(r.reason.length > 0);
+  });
+});
+
 describe('files written under sudo go back to the runner user', () => {
-  let tmp: TempDir;
-  before(async () => {
-    tmp = await tempDir('action-chown');
-  });
-  after(async () => {
-    await tmp?.cleanup();
-  });
   const owner = { uid: 4242, gid: 4343 };
 
   it('chownTree changes a whole tree and symlinks themselves, not their targets', async () => {
