@@ -121,7 +121,7 @@ export async function assembleRuntime(root, { node = process.execPath, files = H
   return hoisted;
 }
 
-/** app/: the bundle and the launcher under its three names. */
+/** app/: the bundle and the launcher under its names (gantry, executor, warmer). */
 export async function assembleApp(root, { bundle, launcher }) {
   await mkdir(join(root, 'gantry'), { recursive: true });
   await copyFile(bundle, join(root, 'gantry/gantry.cjs'));
@@ -129,10 +129,12 @@ export async function assembleApp(root, { bundle, launcher }) {
   await copyFile(launcher, join(root, 'gantry/gantry'));
   await chmod(join(root, 'gantry/gantry'), 0o755);
   await symlink('gantry', join(root, 'gantry/executor'));
+  await symlink('gantry', join(root, 'gantry/warmer'));
   // COPY gives a merged directory the source's metadata (as BuildKit does): keep runtime/'s modes.
   await chmod(join(root, 'gantry'), 0o755);
   await dir(join(root, 'kaniko'), 0o777);
   await symlink('/gantry/executor', join(root, 'kaniko/executor'));
+  await symlink('/gantry/warmer', join(root, 'kaniko/warmer'));
 }
 
 /** debug/: /busybox/busybox with one symlink per applet, and /bin/sh as Kaniko's debug image has it. */

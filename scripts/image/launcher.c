@@ -1,5 +1,6 @@
 /*
- * /gantry/gantry, /gantry/executor and /kaniko/executor in the executor image.
+ * /gantry/gantry, /gantry/executor, /kaniko/executor, /gantry/warmer and /kaniko/warmer in the
+ * executor image.
  *
  * The image has no shell (`:latest`), and Kaniko recipes call /kaniko/executor either as the
  * container command (then it is PID 1) or from a shell in the `:debug` image. A script cannot
@@ -7,7 +8,8 @@
  * binary built when the image is built (gcc -static; nothing compiled is committed).
  *
  * Invoked as ".../gantry" it passes its arguments through (gantry build, gantry copy, ...);
- * under any other name it is Kaniko's executor ("gantry executor ARGS"). As PID 1 it starts
+ * as ".../warmer" it is Kaniko's warmer ("gantry warmer ARGS"); under any other name it is
+ * Kaniko's executor ("gantry executor ARGS"). As PID 1 it starts
  * node under tini, which reaps the orphans RUN steps leave and forwards signals; otherwise it
  * execs node directly, so the process tree stays what the caller expects.
  */
@@ -42,7 +44,7 @@ int main(int argc, char **argv) {
   }
   args[n++] = NODE;
   args[n++] = BUNDLE;
-  if (!passthrough) args[n++] = "executor";
+  if (!passthrough) args[n++] = strcmp(base, "warmer") == 0 ? "warmer" : "executor";
   for (int i = 1; i < argc; i++) args[n++] = argv[i];
   args[n] = NULL;
 

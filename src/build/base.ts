@@ -13,8 +13,11 @@ import { parseManifest } from '../oci/manifest.js';
 import { selectManifest } from '../oci/platform.js';
 import type { ImageReader } from '../oci/store.js';
 import type { Descriptor, ImageConfig, ImageManifest, Platform, RawManifest } from '../oci/types.js';
-import { RegistryImageReader, parseReference, type RegistryClient, type Repository } from '../registry/index.js';
+import { BaseImageCache, parseGoDuration } from '../cache/index.js';
+import { RegistryImageReader, formatReference, parseReference, type Reference, type RegistryClient, type Repository } from '../registry/index.js';
 import { GantryError, wrapError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import type { BuildOptions } from './options.js';
 
 export interface ResolvedImage {
   /** As written after expansion, e.g. `busybox:1.36` or `oci:/tmp/layout:base`. */
@@ -40,7 +43,14 @@ export function splitTransport(rest: string): { path: string; ref?: string } {
   return { path: rest };
 }
 
-async function openReader(name: string, client: RegistryClient): Promise<{ reader: ImageReader; ref?: string; repository?: Repository }> {
+/** The base-image cache a build reads (Kaniko's --cache-dir), if it asked for one. */
+export function openBaseImageCache(options: BuildOptions, logger: Logger): BaseImageCache | undefined {
+  const spec = options.baseImageCache;
+  if (!spec) return undefined;
+  return new BaseImageCache({ dir: spec.dir, logger, ...(spec.ttl !== undefined ? { ttlMs: parseGoDuration(spec.ttl) } : {}) });
+}
+
+async function openReader(name: string, client: RegistryClient): Promise<{ reader: ImageReader; ref?: string; repository?: Repository; reference?: Reference }> {
   if (name.startsWith('oci:')) {
     const { path, ref } = splitTransport(name.slice(4));
     return { reader: await OciLayoutReader.open(path, ref), ref };
@@ -51,14 +61,31 @@ async function openReader(name: string, client: RegistryClient): Promise<{ reade
   }
   const reference = parseReference(name);
   const reader = new RegistryImageReader({ reference, client });
-  return { reader, repository: { registry: reference.registry, repository: reference.repository } };
+  return { reader, reference, repository: { registry: reference.registry, repository: reference.repository } };
 }
 
-/** Reads a base image's manifest (choosing `platform` from an index) and config. */
-export async function resolveImage(name: string, platform: Platform, client: RegistryClient, signal?: AbortSignal): Promise<ResolvedImage> {
+/**
+ * Reads a base image's manifest (choosing `platform` from an index) and config. With a base-image
+ * cache, a registry image found there is read from disk (layers included) instead.
+ */
+export async function resolveImage(name: string, platform: Platform, client: RegistryClient, signal?: AbortSignal, cache?: BaseImageCache): Promise<ResolvedImage> {
   try {
-    const { reader, ref, repository } = await openReader(name, client);
-    let raw = await reader.getManifest(ref, signal);
+    const opened = await openReader(name, client);
+    const { ref, repository, reference } = opened;
+    let reader = opened.reader;
+    let root: RawManifest | undefined;
+    if (cache && reference) {
+      const found = await cache.find(reference, platform, reader, signal);
+      if (found.hit) {
+        client.options.logger.log('info', `base image ${name}: using ${found.hit.digest} from the base image cache ${cache.dir}`, { digest: found.hit.digest });
+        reader = found.hit.reader;
+        root = found.hit.manifestRaw;
+      } else {
+        client.options.logger.log('debug', `base image ${formatReference(reference)}: not in the base image cache ${cache.dir}`);
+        root = found.root;
+      }
+    }
+    let raw = root ?? (await reader.getManifest(ref, signal));
     let parsed = parseManifest(raw, { what: `manifest of ${name}` });
     if (parsed.kind === 'index') {
       const child = selectManifest(parsed.index, platform, { what: `image index of ${name}` });

@@ -88,6 +88,12 @@ export interface BuildOptions {
    * reading (`gantry build --no-cache --cache-to ...`).
    */
   cache?: { enabled: boolean; repo?: string; ttl?: string; copyLayers?: boolean; runLayers?: boolean; noPush?: boolean; from?: string[]; to?: string[]; noLookup?: boolean };
+  /**
+   * Kaniko's base-image cache (`--cache-dir`, filled by `gantry warmer`): base images found there
+   * are read from disk instead of the registry. A tag is still resolved by the registry first
+   * (Kaniko's rule); entries older than `ttl` (Go duration, default 336h) are ignored.
+   */
+  baseImageCache?: { dir: string; ttl?: string };
   /** Where `RUN --mount=type=cache` directories persist between builds; default `~/.cache/gantry/run-cache`. */
   cacheDir?: string;
   /** Environment for bare build args, SOURCE_DATE_EPOCH, GIT_* credentials, BUILDER_OUTPUT. Default process.env. */

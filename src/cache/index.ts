@@ -11,3 +11,4 @@ export { registryCacheStore, ociLayoutCacheStore, openCacheRepo, defaultCacheRep
 export { LocalCacheStore } from './local-store.js';
 export { parseCacheSpec, openCacheStore, type CacheSpec } from './spec.js';
 export { UnpackedLayerStore, type UnpackFn, type LayerStoreOptions, type StoredLayerInfo, type PruneOptions, type PruneResult } from './layer-store.js';
+export { BaseImageCache, DEFAULT_BASE_CACHE_DIR, type BaseImageCacheOptions, type BaseImageLookup, type CachedBaseImage, type WarmResult } from './base-images.js';

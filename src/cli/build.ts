@@ -8,7 +8,7 @@ import { formatHelp, parseFlags, rejectUnsupported, UsageError, type FlagSpec, t
 import { localContextDir, parseBuildArgs, parseLabels, resolveDockerfilePath } from './build-options.js';
 import { summarize } from './executor.js';
 import { cliLogger } from './log.js';
-import { registryFlags, registryOptionsFromFlags } from './registry-flags.js';
+import { mergedRegistryOptions, registryFlags } from './registry-flags.js';
 import { applyRunFlags, runFlags } from './run-flags.js';
 import type { CliIO } from './main.js';
 
@@ -32,6 +32,7 @@ const flags: FlagSpec[] = [
   { name: 'quiet', short: 'q', kind: 'bool', help: 'print only the image digest' },
   { name: 'cache-from', kind: 'list', valueName: 'type=…', help: 'layer cache to read: type=registry,ref=REPO | type=local,src=DIR' },
   { name: 'cache-to', kind: 'list', valueName: 'type=…', help: 'layer cache to write (and read): type=registry,ref=REPO | type=local,dest=DIR' },
+  { name: 'cache-dir', kind: 'string', valueName: 'dir', help: 'base-image cache filled by `gantry warmer`: base images found there are not downloaded' },
   { name: 'ssh', kind: 'list', valueName: 'default|id=…', help: 'SSH agent socket for RUN --mount=type=ssh', unsupported: 'SSH agent forwarding is not implemented yet; use a secret mount for keys' },
   ...runFlags,
   { name: 'load', kind: 'bool', help: 'load into a Docker daemon', unsupported: 'gantry talks to no Docker daemon; use --output type=docker,dest=FILE and `docker load -i FILE`' },
@@ -134,15 +135,13 @@ export async function buildCommand(args: string[], io: CliIO): Promise<number> {
 
   const quiet = p.values.quiet === true || p.values.progress === 'quiet';
   const logger = cliLogger(quiet ? 'error' : (p.values.verbosity as string), p.values['log-format'] as string, false, (l) => io.stderr(l + '\n'));
-  const pull = registryOptionsFromFlags(p, 'pull', io.env);
-  const push = registryOptionsFromFlags(p, 'push', io.env);
   const opts: BuildOptions = {
     context,
     buildArgs: parseBuildArgs(p.values['build-arg'] as string[]),
     labels: parseLabels(p.values.label as string[]),
     skipUnusedStages: true,
     reproducible: p.values.reproducible === true,
-    registry: { ...push, insecure: pull.insecure === true || push.insecure === true ? true : [...new Set([...(pull.insecure as string[]), ...(push.insecure as string[])])] },
+    registry: mergedRegistryOptions(p, io.env),
     skipPushPermissionCheck: false,
     env: io.env,
     logger,
@@ -154,6 +153,7 @@ export async function buildCommand(args: string[], io: CliIO): Promise<number> {
   }
   if (p.values.target) opts.target = p.values.target as string;
   if (p.values.platform) opts.platform = p.values.platform as string;
+  if (p.values['cache-dir']) opts.baseImageCache = { dir: p.values['cache-dir'] as string };
   applyOutputs(p, opts);
   applyRunFlags(p, opts, io.env);
   const cacheFrom = p.values['no-cache'] === true ? [] : ((p.values['cache-from'] as string[] | undefined) ?? []);

@@ -44,7 +44,7 @@ export const executorFlags: FlagSpec[] = [
   // cache
   { name: 'cache', kind: 'bool', help: 'reuse RUN (and with --cache-copy-layers COPY/ADD) layers from the cache repository' },
   { name: 'cache-repo', kind: 'string', valueName: 'repo', help: 'registry repository (or oci:/path) holding cached layers (default <destination repo>/cache)' },
-  { name: 'cache-dir', kind: 'string', default: '/cache', valueName: 'dir', help: 'local base-image cache directory (Kaniko warmer)', unsupported: 'the base-image cache (warmer) is not implemented; base images are pulled lazily, only the blobs a step needs' },
+  { name: 'cache-dir', kind: 'string', default: '/cache', valueName: 'dir', help: 'base-image cache filled by `gantry warmer` (/kaniko/warmer): base images found there are not downloaded; read with --cache or when given' },
   { name: 'cache-ttl', kind: 'string', default: '336h', valueName: 'duration', help: 'maximum age of a cached layer' },
   { name: 'cache-copy-layers', kind: 'bool', help: 'cache COPY/ADD layers too (keyed by the content of the files copied)' },
   { name: 'cache-run-layers', kind: 'bool', default: true, help: 'cache RUN layers' },

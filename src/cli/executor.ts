@@ -5,7 +5,7 @@ import { executorFlags } from './executor-flags.js';
 import { formatHelp, parseFlags, rejectUnsupported, UsageError, type ParsedFlags } from './flags.js';
 import { nonNegativeInt, parseBuildArgs, parseLabels } from './build-options.js';
 import { cliLogger } from './log.js';
-import { registryOptionsFromFlags } from './registry-flags.js';
+import { mergedRegistryOptions } from './registry-flags.js';
 import { applyRunFlags } from './run-flags.js';
 import type { CliIO } from './main.js';
 
@@ -33,8 +33,6 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
   if (destinations.length === 0 && v['no-push'] !== true && !v['tar-path'] && !v['oci-layout-path']) {
     throw new UsageError('no --destination given', 'pass --destination=REGISTRY/REPO:TAG, or --no-push (optionally with --tar-path / --oci-layout-path)');
   }
-  const pull = registryOptionsFromFlags(p, 'pull', io.env);
-  const push = registryOptionsFromFlags(p, 'push', io.env);
   const retries = Math.max(nonNegativeInt(v['image-download-retry'] as string, 'image-download-retry'), 0);
   const opts: BuildOptions = {
     context: v.context as string,
@@ -47,14 +45,7 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
     pushRetry: nonNegativeInt(v['push-retry'] as string, 'push-retry'),
     skipPushPermissionCheck: v['skip-push-permission-check'] === true,
     reproducible: v.reproducible === true,
-    // Kaniko splits pull/push switches; one client serves both here, so either side's
-    // "insecure"/"skip verify" applies to the registries named, and `true` from either wins.
-    registry: {
-      ...push,
-      insecure: pull.insecure === true || push.insecure === true ? true : [...new Set([...(pull.insecure as string[]), ...(push.insecure as string[])])],
-      skipTlsVerify: pull.skipTlsVerify === true || push.skipTlsVerify === true ? true : [...new Set([...(pull.skipTlsVerify as string[]), ...(push.skipTlsVerify as string[])])],
-      ...(retries > 0 ? { retries } : {}),
-    },
+    registry: { ...mergedRegistryOptions(p, io.env), ...(retries > 0 ? { retries } : {}) },
     env: io.env,
   };
   if (v.target) opts.target = v.target as string;
@@ -85,6 +76,9 @@ export function executorOptions(p: ParsedFlags, io: CliIO): BuildOptions {
     };
     if (v['cache-repo']) opts.cache.repo = v['cache-repo'] as string;
   }
+  // Kaniko reads --cache-dir (default /cache) only with --cache=true; naming the directory
+  // explicitly is asking for it too. A missing directory is an empty cache.
+  if (v.cache === true || p.given.has('cache-dir')) opts.baseImageCache = { dir: v['cache-dir'] as string, ttl: v['cache-ttl'] as string };
   // What the inplace sandbox (unprivileged pods) takes from Kaniko's snapshot flags.
   const inplace: NonNullable<BuildOptions['inplace']> = {};
   if (p.given.has('snapshot-mode')) inplace.snapshotMode = v['snapshot-mode'] as 'full' | 'redo' | 'time';

@@ -20,8 +20,8 @@ describe('gantry command line', () => {
 
   test('executor refuses a flag whose feature is missing, naming it, with exit 2', async () => {
     const io = capture();
-    assert.equal(await main(['executor', '--context=.', '--no-push', '--cache-dir=/tmp/base-cache'], io), 2);
-    assert.match(io.err, /flag --cache-dir is not supported yet/);
+    assert.equal(await main(['executor', '--context=.', '--no-push', '--single-snapshot'], io), 2);
+    assert.match(io.err, /flag --single-snapshot is not supported yet/);
   });
 
   test('executor refuses --compressed-caching=false: gantry never recompresses', async () => {

@@ -46,3 +46,16 @@ export function registryOptionsFromFlags(p: ParsedFlags, direction: 'pull' | 'pu
     env,
   };
 }
+
+const union = (a: RegistryOptions['insecure'], b: RegistryOptions['insecure']): RegistryOptions['insecure'] =>
+  a === true || b === true ? true : [...new Set([...(a ?? []), ...(b ?? [])])];
+
+/**
+ * One client serves pulls and pushes, so the pull-side and push-side switches merge: either
+ * side's "insecure"/"skip verify" applies to the registries it names, and `true` from either wins.
+ */
+export function mergedRegistryOptions(p: ParsedFlags, env: NodeJS.ProcessEnv): RegistryOptions {
+  const pull = registryOptionsFromFlags(p, 'pull', env);
+  const push = registryOptionsFromFlags(p, 'push', env);
+  return { ...push, insecure: union(pull.insecure, push.insecure), skipTlsVerify: union(pull.skipTlsVerify, push.skipTlsVerify) };
+}

@@ -96,9 +96,9 @@ describe('executor image contents', () => {
     const byPath = new Map(tree.map((e) => [e.path, e]));
     const expected = [
       '/', '/etc', '/etc/group', '/etc/nsswitch.conf', '/etc/passwd', '/etc/ssl', '/etc/ssl/certs', '/etc/ssl/certs/ca-certificates.crt',
-      '/gantry', '/gantry/executor', '/gantry/gantry', '/gantry/gantry.cjs', '/gantry/lib', '/gantry/node', '/gantry/tini',
+      '/gantry', '/gantry/executor', '/gantry/gantry', '/gantry/gantry.cjs', '/gantry/lib', '/gantry/node', '/gantry/tini', '/gantry/warmer',
       '/kaniko', '/kaniko/.docker', '/kaniko/executor', '/kaniko/ssl', '/kaniko/ssl/certs', '/kaniko/ssl/certs/ca-certificates.crt',
-      '/root', '/tmp', '/workspace',
+      '/kaniko/warmer', '/root', '/tmp', '/workspace',
     ];
     const libs = tree.filter((e) => e.path.startsWith('/gantry/lib/'));
     assert.deepEqual(tree.filter((e) => !e.path.startsWith('/gantry/lib/')).map((e) => e.path).sort(), expected.sort());
@@ -113,6 +113,8 @@ describe('executor image contents', () => {
     assert.equal(mode('/root'), 0o700);
     assert.equal(byPath.get('/kaniko/executor')!.linkTarget, '/gantry/executor');
     assert.equal(byPath.get('/gantry/executor')!.linkTarget, 'gantry');
+    assert.equal(byPath.get('/kaniko/warmer')!.linkTarget, '/gantry/warmer');
+    assert.equal(byPath.get('/gantry/warmer')!.linkTarget, 'gantry');
     const passwd = await readFile(join(latest.rootfs, 'etc/passwd'), 'utf8');
     assert.match(passwd, /^root:x:0:0:/m);
     assert.match(passwd, /^nobody:x:65534:65534:/m);
@@ -147,7 +149,7 @@ describe('executor image in a simulated pod', () => {
     assert.deepEqual(JSON.parse(r.stdout), { version: process.version, lib: false, lib64: false, usr: false, child: '42' });
   });
 
-  test('the entrypoint (tini -> node -> bundle) answers --help; the launchers answer version', async () => {
+  test('the entrypoint (tini -> node -> bundle) answers --help; the launchers answer version, /kaniko/warmer its help', async () => {
     const help = await runInPod({ image: latest, args: ['--help'] });
     assertOk(help, 'executor --help');
     assert.match(help.stdout, /^Usage: gantry executor/);
@@ -157,6 +159,9 @@ describe('executor image in a simulated pod', () => {
       assertOk(r, command.join(' '));
       assert.equal(r.stdout, `gantry ${pkgVersion}\n`, command.join(' '));
     }
+    const warmer = await runInPod({ image: latest, command: ['/kaniko/warmer', '--help'] });
+    assertOk(warmer, '/kaniko/warmer --help');
+    assert.match(warmer.stdout, /^Usage: gantry warmer/);
   });
 
   test('the pod has Docker\'s default capabilities, no_new_privs, and cannot mount', async () => {
