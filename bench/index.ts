@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { benchBuild } from './build.js';
 import { benchCopy } from './copy.js';
+import { benchRss } from './rss.js';
 import { benchRun } from './run.js';
 import { benchSamples } from './samples.js';
 
@@ -17,6 +18,8 @@ async function main(): Promise<void> {
   await benchBuild();
   await benchRun();
   await benchSamples();
+  // The memory bound of issue 6 is a gate, not only a number.
+  if (!(await benchRss()).ok) process.exitCode = 1;
 }
 
 main().catch((err) => {

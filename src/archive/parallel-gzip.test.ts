@@ -67,6 +67,15 @@ describe('ParallelGzip', () => {
     assert.deepEqual(out, zlib.gzipSync(text.subarray(0, 100000), { level: 6 }));
   });
 
+  it('reuses member buffers without carrying bytes of an earlier stream into a short last member', async () => {
+    const memberSize = 4096;
+    await gz(randomBytes(5 * memberSize), 1000, { memberSize, workers: 2 });
+    const data = Buffer.alloc(2 * memberSize + 100, 'a');
+    const out = await gz(data, 1000, { memberSize, workers: 2 });
+    const slices = [0, memberSize, 2 * memberSize].map((i) => zlib.gzipSync(data.subarray(i, i + memberSize), { level: 6 }));
+    assert.deepEqual(out, Buffer.concat(slices));
+  });
+
   it('rejects a member size below 1 KiB', () => {
     assert.throws(() => new ParallelGzip({ memberSize: 10 }), (err: unknown) => isGantryError(err, 'INVALID_ARGUMENT'));
   });

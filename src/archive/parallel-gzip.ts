@@ -41,13 +41,20 @@ export function defaultGzipWorkers(): number {
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
-parentPort.on('message', ({ id, input, level }) => {
+parentPort.on('message', ({ id, input, length, level }) => {
   try {
-    const out = zlib.gzipSync(new Uint8Array(input), { level });
-    const ab = out.buffer.slice(out.byteOffset, out.byteOffset + out.length);
-    parentPort.postMessage({ id, output: ab }, [ab]);
+    // One output chunk larger than any gzip of the input (stored blocks add ~5 bytes per 16 KiB):
+    // the result is then a view of a fresh buffer that is handed over as is, not copied. (The
+    // chunk size does not change the bytes.)
+    const out = zlib.gzipSync(new Uint8Array(input, 0, length), { level, chunkSize: length + (length >> 3) + 1024 });
+    let ab = out.buffer;
+    // A well-compressed member would pin a mostly empty buffer downstream: copy that one out.
+    if (out.byteOffset !== 0 || out.length * 4 < ab.byteLength) ab = ab.slice(out.byteOffset, out.byteOffset + out.length);
+    // The input goes back too, to be filled again: garbage buffers pile up in a thread that
+    // allocates too little to collect them often.
+    parentPort.postMessage({ id, output: ab, length: out.length, input }, [ab, input]);
   } catch (err) {
-    parentPort.postMessage({ id, error: String(err && err.message || err) });
+    parentPort.postMessage({ id, error: String(err && err.message || err), input }, [input]);
   }
 });
 `;
@@ -57,6 +64,9 @@ interface Job {
   reject(e: Error): void;
 }
 
+/** Member buffers kept for reuse, per member size; a few beyond what is in flight at once. */
+const SPARE_MEMBERS = 8;
+
 /**
  * A small pool of gzip workers with round-robin dispatch; jobs settle in any order. One pool
  * serves the whole process (starting threads costs ~100 ms, more than compressing a typical RUN
@@ -65,6 +75,7 @@ interface Job {
 class GzipPool {
   private readonly workers: Worker[] = [];
   private readonly jobs = new Map<number, Job>();
+  private readonly spare = new Map<number, ArrayBuffer[]>();
   private nextId = 0;
   broken = false;
 
@@ -72,11 +83,12 @@ class GzipPool {
     for (let i = 0; i < size; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true });
       w.unref();
-      w.on('message', (m: { id: number; output?: ArrayBuffer; error?: string }) => {
+      w.on('message', (m: { id: number; output?: ArrayBuffer; length?: number; error?: string; input?: ArrayBuffer }) => {
+        if (m.input) this.giveBack(m.input);
         const job = this.jobs.get(m.id);
         if (!job) return;
         this.settled(m.id);
-        if (m.output) job.resolve(Buffer.from(m.output));
+        if (m.output) job.resolve(Buffer.from(m.output, 0, m.length ?? m.output.byteLength));
         else job.reject(new GantryError('INTERNAL', `gzip worker failed: ${m.error}`));
       });
       w.on('error', (err) => this.fail(new GantryError('INTERNAL', `gzip worker crashed: ${err.message}`, {}, { cause: err })));
@@ -85,12 +97,24 @@ class GzipPool {
     }
   }
 
-  compress(input: ArrayBuffer, level: number): Promise<Buffer> {
+  /** A zeroed-or-reused buffer of `size` bytes to fill as a member (contents are overwritten). */
+  memberBuffer(size: number): ArrayBuffer {
+    return this.spare.get(size)?.pop() ?? new ArrayBuffer(size);
+  }
+
+  private giveBack(buf: ArrayBuffer): void {
+    let list = this.spare.get(buf.byteLength);
+    if (!list) this.spare.set(buf.byteLength, (list = []));
+    if (list.length < SPARE_MEMBERS) list.push(buf);
+  }
+
+  /** Compresses the first `length` bytes of `input`, which is handed over (and later reused). */
+  compress(input: ArrayBuffer, length: number, level: number): Promise<Buffer> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.jobs.size === 0) for (const w of this.workers) w.ref();
       this.jobs.set(id, { resolve, reject });
-      this.workers[id % this.workers.length]!.postMessage({ id, input, level }, [input]);
+      this.workers[id % this.workers.length]!.postMessage({ id, input, length, level }, [input]);
     });
   }
 
@@ -134,7 +158,8 @@ export class ParallelGzip extends Transform {
     if (!Number.isInteger(this.memberSize) || this.memberSize < 1024) {
       throw new GantryError('INVALID_ARGUMENT', `gzip member size must be an integer >= 1024, got ${this.memberSize}`);
     }
-    this.member = new Uint8Array(this.memberSize);
+    const pool = sharedPool && !sharedPool.broken ? sharedPool : undefined;
+    this.member = new Uint8Array(pool ? pool.memberBuffer(this.memberSize) : new ArrayBuffer(this.memberSize));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -165,25 +190,23 @@ export class ParallelGzip extends Transform {
   private nextIndex = 0;
 
   private submit(): void {
-    let input: ArrayBuffer;
-    if (this.filled === this.memberSize) {
-      input = this.member.buffer as ArrayBuffer; // handed over whole; the next member gets a fresh one
-      this.member = new Uint8Array(this.memberSize);
-    } else {
-      input = this.member.buffer.slice(0, this.filled) as ArrayBuffer;
-    }
+    const input = this.member.buffer as ArrayBuffer;
+    const length = this.filled;
     this.nextIndex++;
     let job: Promise<Buffer>;
     // A single-member layer (most layers are small) is not worth starting threads for; the
     // output is identical either way since both use this process's zlib.
-    if (this.poolSize === 0 || (!this.pool && this.filled < this.memberSize)) {
+    if (this.poolSize === 0 || (!this.pool && length < this.memberSize)) {
       const level = this.level;
-      job = new Promise((resolve, reject) =>
-        zlib.gzip(new Uint8Array(input), { level }, (err, out) => (err ? reject(err) : resolve(out))),
-      );
+      // The buffer stays ours until zlib is done with it: the next member gets a fresh one.
+      job = new Promise((resolve, reject) => zlib.gzip(new Uint8Array(input, 0, length), { level }, (err, out) => (err ? reject(err) : resolve(out))));
+      // Only a full member has a successor (a short one is the last).
+      if (length === this.memberSize) this.member = new Uint8Array(this.memberSize);
     } else {
       this.pool ??= poolOf(this.poolSize);
-      job = this.pool.compress(input, this.level);
+      // Handed over whole; it comes back to the pool's spares once compressed.
+      job = this.pool.compress(input, length, this.level);
+      if (length === this.memberSize) this.member = new Uint8Array(this.pool.memberBuffer(this.memberSize));
     }
     // Failures are reported in order by emitReady; a later member failing first must not
     // become an unhandled rejection meanwhile.

@@ -4,6 +4,10 @@
  * copied with src/oci's copyImage to every output. Manifests use OCI media types, as BuildKit's
  * image exporter does by default; base layers keep their bytes and digests, only their media type
  * is written in OCI form.
+ *
+ * Pushes overlap the build: LayerUploads starts uploading each new layer of the image to every
+ * destination as soon as its blob is written, while later steps run; pushImage then only waits
+ * for those, mounts or skips the rest, and writes the config and the manifest last.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -18,7 +22,9 @@ import { toOciMediaType } from '../oci/mediatype.js';
 import type { ImageReader, ImageWriter } from '../oci/store.js';
 import { MediaType, type Descriptor, type ImageConfig, type ImageManifest, type RawManifest } from '../oci/types.js';
 import { parseReference, RegistryImageWriter, type Reference, type RegistryClient, type Repository } from '../registry/index.js';
+import type { BuildPlan } from '../dockerfile/index.js';
 import { GantryError, wrapError } from '../util/errors.js';
+import { limiter } from '../util/limit.js';
 import type { Logger } from '../util/logger.js';
 import type { ImageLayer } from './layers.js';
 
@@ -43,6 +49,11 @@ export class BuiltImage implements ImageReader {
     };
     for (const l of layers) this.layers.set(l.descriptor.digest, l);
     this.manifest = toRawManifest(doc);
+  }
+
+  /** Digests of the image's layers, in no particular order. */
+  layerDigests(): string[] {
+    return [...this.layers.keys()];
   }
 
   /** Layers that came from the layer cache, with the repository their blob lives in. */
@@ -96,6 +107,97 @@ export async function exportDockerArchive(image: BuiltImage, file: string, tags:
   await writeTo(image, writer, tags, signal ? { signal } : {});
 }
 
+/** Stages whose layers end up in the image: the target and the stages it is built FROM, in turn. */
+export function imageStages(plan: Pick<BuildPlan, 'stages' | 'target'>): Set<number> {
+  const out = new Set<number>();
+  for (let i: number | undefined = plan.target; i !== undefined && !out.has(i); ) {
+    out.add(i);
+    const base: BuildPlan['stages'][number]['base'] | undefined = plan.stages[i]?.base;
+    i = base?.kind === 'stage' ? base.index : undefined;
+  }
+  return out;
+}
+
+export interface LayerUploadsOptions {
+  client: RegistryClient;
+  destinations: readonly string[];
+  /** Only layers of these stages are uploaded (others never reach the image); all when unset. */
+  stages?: ReadonlySet<number>;
+  /** Uploads in flight at once, over all destinations (default 4). */
+  concurrency?: number;
+  signal?: AbortSignal;
+}
+
+interface Upload {
+  done: Promise<void>;
+  error?: unknown;
+}
+
+/**
+ * New layers uploaded to the push destinations while the build goes on. Each layer goes once to
+ * each repository (two tags of one repository share the upload), a few at a time. A failure is
+ * kept, not thrown: the push that needs the layer reports it (and retries, as any failed push).
+ */
+export class LayerUploads {
+  private readonly writers = new Map<string, RegistryImageWriter>();
+  private readonly uploads = new Map<string, Upload>();
+  private readonly stop = new AbortController();
+  private readonly signal: AbortSignal;
+  private readonly limit: <T>(fn: () => Promise<T>) => Promise<T>;
+
+  constructor(private readonly opts: LayerUploadsOptions) {
+    this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal;
+    this.limit = limiter(opts.concurrency ?? 4);
+    for (const d of opts.destinations) {
+      const w = new RegistryImageWriter({ reference: parseReference(d), client: opts.client });
+      if (!this.writers.has(w.name)) this.writers.set(w.name, w);
+    }
+  }
+
+  /** Starts uploading `layer` (written by `stage`) to every destination repository. */
+  start(layer: ImageLayer, stage?: number): void {
+    if (this.stop.signal.aborted) return;
+    if (stage !== undefined && this.opts.stages && !this.opts.stages.has(stage)) return;
+    for (const w of this.writers.values()) {
+      const key = `${w.name}@${layer.descriptor.digest}`;
+      if (this.uploads.has(key)) continue;
+      const up: Upload = { done: Promise.resolve() };
+      up.done = this.limit(async () => {
+        if (this.signal.aborted) throw new GantryError('ABORTED', 'upload cancelled');
+        if (await w.hasBlob(layer.descriptor, this.signal)) return;
+        await w.writeBlob(layer.descriptor, () => layer.open(this.signal), { signal: this.signal });
+      }).catch((err: unknown) => {
+        up.error = wrapError(err, `uploading layer ${layer.descriptor.digest} to ${w.name}`);
+      });
+      this.uploads.set(key, up);
+    }
+  }
+
+  /** Waits for the uploads of `digests` to `destination`; throws the first that failed. */
+  async wait(destination: string, digests: Iterable<string>): Promise<void> {
+    const w = this.writerOf(destination);
+    if (!w) return;
+    const ups = [...digests].flatMap((d) => {
+      const up = this.uploads.get(`${w.name}@${d}`);
+      return up ? [up] : [];
+    });
+    await Promise.all(ups.map((u) => u.done));
+    const failed = ups.find((u) => u.error !== undefined);
+    if (failed) throw failed.error;
+  }
+
+  /** Stops what is still uploading (the build failed, or the layer is not needed) and waits for it. */
+  async cancel(): Promise<void> {
+    this.stop.abort();
+    await Promise.all([...this.uploads.values()].map((u) => u.done));
+  }
+
+  private writerOf(destination: string): RegistryImageWriter | undefined {
+    const ref = parseReference(destination);
+    return [...this.writers.values()].find((w) => w.reference.registry === ref.registry && w.reference.repository === ref.repository);
+  }
+}
+
 export interface PushOptions {
   client: RegistryClient;
   /** Retries of the whole push after the first attempt, 1 s, 2 s, 4 s... apart. */
@@ -106,6 +208,8 @@ export interface PushOptions {
   signal?: AbortSignal;
   /** Base of the backoff in ms (tests shorten it). */
   backoffMs?: number;
+  /** Layers already being uploaded during the build: the first attempt waits for them. */
+  uploads?: LayerUploads;
 }
 
 /** Pushes to one destination, retrying the whole push with exponential backoff. */
@@ -117,6 +221,8 @@ export async function pushImage(image: BuiltImage, destination: string, opts: Pu
   if (opts.mountFrom) copyOpts.mountFrom = opts.mountFrom;
   for (let attempt = 0; ; attempt++) {
     try {
+      // A failed early upload fails this attempt; the retry uploads whatever is still missing.
+      if (attempt === 0 && opts.uploads) await opts.uploads.wait(destination, image.layerDigests());
       // Cached layers on the destination's registry are mounted from the cache repository
       // instead of streamed through us; copyImage then finds them present.
       for (const { layer, source } of image.cachedLayers()) {

@@ -3,6 +3,7 @@
  * includes them) read back from the root they were written to, tarred deterministically,
  * compressed and digested in one pass into a blob file under the build's work directory.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createReadStream, lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -109,9 +110,22 @@ export async function* entriesFromRoot(root: string, paths: Iterable<string>, ow
 /** Where this build's layer blobs live: `<dir>/sha256/<hex>`. */
 export class LayerStore {
   private seq = 0;
+  private readonly stage = new AsyncLocalStorage<number>();
+  private readonly listeners: Array<(layer: ImageLayer, stage: number | undefined) => void> = [];
   constructor(readonly dir: string) {}
 
+  /** Runs a stage: layers written from within `fn` are reported to onWrite as that stage's. */
+  inStage<T>(index: number, fn: () => Promise<T>): Promise<T> {
+    return this.stage.run(index, fn);
+  }
+
+  /** Calls `fn` with every layer as soon as its blob is complete (e.g. to start uploading it). */
+  onWrite(fn: (layer: ImageLayer, stage: number | undefined) => void): void {
+    this.listeners.push(fn);
+  }
+
   async write(entries: AsyncIterable<LayerEntry>, opts: LayerWriteOptions): Promise<ImageLayer> {
+    let layer: ImageLayer;
     try {
       await mkdir(join(this.dir, 'sha256'), { recursive: true });
       const tmp = join(this.dir, `.layer-${process.pid}-${this.seq++}`);
@@ -119,9 +133,11 @@ export class LayerStore {
       const file = join(this.dir, 'sha256', r.digest.slice('sha256:'.length));
       await rename(tmp, file);
       const descriptor: Descriptor = { mediaType: r.mediaType, digest: r.digest, size: r.size };
-      return { descriptor, diffId: r.diffId, file, open: async () => createReadStream(file) };
+      layer = { descriptor, diffId: r.diffId, file, open: async () => createReadStream(file) };
     } catch (err) {
       throw wrapError(err, 'writing layer');
     }
+    for (const fn of this.listeners) fn(layer, this.stage.getStore());
+    return layer;
   }
 }
