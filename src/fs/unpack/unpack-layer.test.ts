@@ -15,6 +15,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { readTar } from '../../archive/index.js';
 import { GantryError } from '../../util/errors.js';
@@ -189,6 +190,11 @@ test('hostile archives never write outside the root', async () => {
       () => ({ error: 'ARCHIVE_INVALID', entry: 'a/x' }),
     ],
     ['absurdly deep path', () => [{ name: 'd/'.repeat(2100) + 'x' }], () => ({ error: 'ARCHIVE_INVALID', entry: 'd/'.repeat(2100) + 'x' })],
+    [
+      'directory replaced by a symlink after entries were written below it',
+      (_s, abs) => [{ name: 'd/', type: 'dir' }, { name: 'd/first', data: '1' }, { name: 'd', type: 'symlink', linkname: `/${abs}` }, { name: 'd/evil', data: 'in' }],
+      (abs) => ({ contained: `${abs}/evil`, content: 'in' }),
+    ],
   ];
   await withSandbox(async (s) => {
     const abs = s.sentinel.slice(1);
@@ -308,6 +314,12 @@ test('entries replace what lower layers had at their path', async () => {
       [{ name: 'real/', type: 'dir' }, { name: 'real/x', data: 'x' }, { name: 'p', type: 'symlink', linkname: 'real' }],
       [{ name: 'p/', type: 'dir' }],
       ['p/', 'real/', 'real/x=x'],
+    ],
+    [
+      'symlinked ancestor replaced by a directory between two entries below it',
+      [{ name: 'real/sub/', type: 'dir' }, { name: 'l', type: 'symlink', linkname: 'real' }],
+      [{ name: 'l/sub/a', data: 'a' }, { name: 'l/', type: 'dir' }, { name: 'l/sub/b', data: 'b' }],
+      ['l/', 'l/sub/', 'l/sub/b=b', 'real/', 'real/sub/', 'real/sub/a=a'],
     ],
     ['dir over dir keeps children', [{ name: 'p/', type: 'dir' }, { name: 'p/c', data: 'c' }], [{ name: 'p/', type: 'dir', mode: 0o700 }], ['p/', 'p/c=c']],
     ['file -> file', [{ name: 'p', data: 'old' }], [{ name: 'p', data: 'new' }], ['p=new']],
@@ -448,6 +460,63 @@ test('device policy "error" refuses layers with device nodes', async () => {
       'dev/zero',
     );
     assert.equal(existsSync(join(s.root, 'dev/zero')), false);
+  });
+});
+
+// ---- bodies from producers other than readTar ----------------------------------------------------
+
+function header(name: string, type: LayerEntryType, size: number): LayerEntry['header'] {
+  return { name, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, mtime: 1700000000 };
+}
+
+async function* entriesOf(...entries: Array<() => LayerEntry>): AsyncGenerator<LayerEntry> {
+  for (const make of entries) yield make();
+}
+
+test('entry bodies from any Readable unpack, whether chunked, empty or already ended', async () => {
+  await withSandbox(async (s) => {
+    const ended = () => {
+      const body = Readable.from([]);
+      body.resume();
+      return body;
+    };
+    const endedBody = ended();
+    await new Promise((resolve) => endedBody.once('end', resolve));
+    await unpackLayer(
+      s.root,
+      entriesOf(
+        () => ({ header: header('d', 'dir', 0), body: Readable.from([]) }),
+        () => ({ header: header('d/f', 'file', 6), body: Readable.from([Buffer.from('ab'), Buffer.from('cdef')]) }),
+        () => ({ header: header('d/empty', 'file', 0), body: endedBody }),
+      ),
+      { ownership: 'preserve' },
+    );
+    assert.deepEqual(tree(s.root, true), ['d/', 'd/empty=', 'd/f=abcdef']);
+  });
+});
+
+test('a body that fails or stops mid-file fails its entry', async () => {
+  const cases: Array<[string, (body: Readable) => void, RegExp]> = [
+    ['source error', (body) => body.destroy(new Error('connection reset')), /entry "f": connection reset/],
+    ['closed without an error', (body) => body.destroy(), /entry "f": entry body closed before its end/],
+  ];
+  await withSandbox(async (s) => {
+    for (const [what, stop, message] of cases) {
+      let started = false;
+      const body = new Readable({
+        read() {
+          if (started) return;
+          started = true;
+          this.push(Buffer.from('xy'));
+          setImmediate(() => stop(this));
+        },
+      });
+      await assert.rejects(
+        unpackLayer(s.newRoot(), entriesOf(() => ({ header: header('f', 'file', 10), body })), { ownership: 'preserve', layerName: 'sha256:test' }),
+        (err: unknown) => err instanceof GantryError && message.test(err.message),
+        what,
+      );
+    }
   });
 });
 

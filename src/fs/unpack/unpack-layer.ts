@@ -110,6 +110,15 @@ class LayerApplier {
   /** Applied in one setfattr run after all content and chowns (chown and writes drop security.capability). */
   private readonly xattrs = new Map<string, { host: string; attrs: Record<string, Buffer> }>();
   private setfattr: string | null | undefined;
+  /**
+   * Parent directories already resolved in this layer: the entry's parent as the tar names it ->
+   * where it resolved to, an existing real directory. A layer lists thousands of entries per
+   * directory, and resolving each parent again (an lstat per component, plus one to ensure it
+   * exists) was most of the syscalls. Only two things can change how a path resolves: a symlink
+   * appearing, or a directory or symlink disappearing (we are the only writer while a layer is
+   * applied: see resolveComponentsInRoot). Both forget every cached resolution.
+   */
+  private readonly parents = new Map<string, Location>();
 
   constructor(root: string, opts: UnpackOptions) {
     try {
@@ -138,7 +147,9 @@ class LayerApplier {
       await drain(entry.body);
       return this.applyRootEntry(h);
     }
-    const parent = this.locate(resolveComponentsInRoot(this.root, comps.slice(0, -1), { followFinal: true }));
+    const parentKey = lexicalParent(comps);
+    const known = this.parents.get(parentKey);
+    const parent = known ?? this.locate(resolveComponentsInRoot(this.root, comps.slice(0, -1), { followFinal: true }));
     const loc = this.locate([...parent.comps, comps.at(-1)!]);
     if (Buffer.byteLength(loc.host) > PATH_MAX) throw pathTooLong();
     if (this.ignore.covers(loc.path)) {
@@ -146,7 +157,10 @@ class LayerApplier {
       this.stats.skipped++;
       return;
     }
-    this.ensureDirectory(parent);
+    if (!known) {
+      this.ensureDirectory(parent);
+      this.parents.set(parentKey, parent);
+    }
     let linkTarget: Location | undefined;
     if (h.type === 'hardlink') {
       await drain(entry.body);
@@ -162,44 +176,47 @@ class LayerApplier {
         hint: 'unpack with devices "create" (as root) or "skip"',
       });
     }
-    const existing = lstatOrUndefined(loc.host);
-    // Unlink before create; only a directory over a directory is merged.
-    if (existing && !(existing.isDirectory() && h.type === 'dir') && !this.removeExisting(loc, existing)) {
-      await drain(entry.body);
-      this.stats.skipped++;
-      return;
-    }
     switch (h.type) {
       case 'dir':
-        if (!existing?.isDirectory()) this.inWritableDir(parent, () => mkdirSync(loc.host, 0o700));
+        if (!this.create(parent, loc, () => mkdirSync(loc.host, 0o700), true)) return;
         if (this.preserve) lchownSync(loc.host, h.uid, h.gid);
         this.dirMeta.set(loc.path, { mode: h.mode, mtime: h.mtime });
+        // A real directory now: entries below it need no resolving.
+        this.parents.set(comps.join('/'), loc);
         this.stats.dirs++;
         break;
-      case 'file':
-        await this.writeFile(parent, loc, h, entry.body);
+      case 'file': {
+        const open = () => openSync(loc.host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        let fd: number | undefined;
+        if (!this.create(parent, loc, () => (fd = open()))) return drain(entry.body);
+        await this.writeFile(fd!, h, entry.body);
         this.stats.files++;
         break;
+      }
       case 'symlink':
         await drain(entry.body);
         if (!h.linkname) throw new GantryError('ARCHIVE_INVALID', 'symlink has no target', { hint: 'the layer tar is corrupt' });
-        this.inWritableDir(parent, () => symlinkSync(h.linkname!, loc.host));
+        if (!this.create(parent, loc, () => symlinkSync(h.linkname!, loc.host))) return;
+        this.parents.clear();
         this.applyMetadata(loc.host, h, true);
         this.stats.symlinks++;
         break;
       case 'hardlink':
-        this.inWritableDir(parent, () => linkSync(linkTarget!.host, loc.host));
+        if (!this.create(parent, loc, () => linkSync(linkTarget!.host, loc.host))) return;
         this.stats.hardlinks++;
         break;
       case 'char':
       case 'block':
         await drain(entry.body);
+        // mknod runs in a child process, which cannot report EEXIST to us: clear the way first.
+        if (!this.clearForChild(loc)) return;
         if (!(await this.makeDevice(loc, h))) return;
         this.applyMetadata(loc.host, h, false);
         this.stats.devices++;
         break;
       case 'fifo':
         await drain(entry.body);
+        if (!this.clearForChild(loc)) return;
         await makeFifo(loc.host, this.signal);
         this.applyMetadata(loc.host, h, false);
         this.stats.fifos++;
@@ -209,6 +226,37 @@ class LayerApplier {
     }
     this.markCreated(loc.path);
     if (h.type !== 'hardlink') this.recordXattrs(loc, h);
+  }
+
+  /**
+   * Runs `make`, which fails with EEXIST when the path is taken (O_EXCL, mkdir, symlink, link),
+   * and only then looks at what is there: unlink before create, except that a directory over a
+   * directory is merged. Asking first would cost an lstat per entry, and most entries land on a
+   * free path. false (entry skipped, counted) when clearing the path would delete an ignored one.
+   */
+  private create(parent: Location, loc: Location, make: () => void, mergeDirectory = false): boolean {
+    try {
+      this.inWritableDir(parent, make);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const existing = lstatSync(loc.host);
+    if (mergeDirectory && existing.isDirectory()) return true;
+    if (!this.removeExisting(loc, existing)) {
+      this.stats.skipped++;
+      return false;
+    }
+    this.inWritableDir(parent, make);
+    return true;
+  }
+
+  /** Unlink before create, for nodes made by a child process; false (counted) when skipped. */
+  private clearForChild(loc: Location): boolean {
+    const existing = lstatOrUndefined(loc.host);
+    if (!existing || this.removeExisting(loc, existing)) return true;
+    this.stats.skipped++;
+    return false;
   }
 
   async finish(): Promise<void> {
@@ -252,7 +300,8 @@ class LayerApplier {
       return;
     }
     this.stats.whiteouts++;
-    const parent = this.locate(resolveComponentsInRoot(this.root, comps.slice(0, -1), { followFinal: true }));
+    const parent =
+      this.parents.get(lexicalParent(comps)) ?? this.locate(resolveComponentsInRoot(this.root, comps.slice(0, -1), { followFinal: true }));
     if (whiteout.kind === 'whiteout') {
       this.removeLower(this.locate([...parent.comps, whiteout.target]));
       return;
@@ -283,6 +332,7 @@ class LayerApplier {
       }
       return;
     }
+    if (st.isDirectory() || st.isSymbolicLink()) this.parents.clear();
     this.inWritableDir(this.locate(loc.comps.slice(0, -1)), () => {
       if (!st.isDirectory()) return unlinkSync(loc.host);
       try {
@@ -354,18 +404,14 @@ class LayerApplier {
     }
   }
 
-  private async writeFile(parent: Location, loc: Location, h: LayerEntryHeader, body: Readable): Promise<void> {
-    const fd = this.inWritableDir(parent, () =>
-      openSync(loc.host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
-    );
+  private async writeFile(fd: number, h: LayerEntryHeader, body: Readable): Promise<void> {
     try {
       let written = 0;
-      // Pulling the next chunk only after writing this one is the backpressure.
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      await consume(body, (chunk) => {
         for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
         written += chunk.length;
         throwIfAborted(this.signal);
-      }
+      });
       if (written !== h.size) {
         throw new GantryError('ARCHIVE_INVALID', `file body has ${written} bytes, header says ${h.size}`, { hint: 'the layer tar is truncated or corrupt' });
       }
@@ -455,10 +501,58 @@ function makeTreeWritable(dir: string): void {
   for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) makeTreeWritable(join(dir, e.name));
 }
 
-async function drain(body: Readable): Promise<void> {
-  for await (const _ of body) {
-    // discard
-  }
+function drain(body: Readable): Promise<void> {
+  return consume(body, () => {});
+}
+
+/**
+ * Reads `body` to its end, handing each chunk to `write`, which is synchronous: while it runs no
+ * more data is delivered, which is the backpressure. Plain listeners rather than an async iterator:
+ * a layer has thousands of bodies, most of them empty or one chunk, and setting up an iterator
+ * for each was a visible share of the main thread's time. A body closed before its end (the
+ * archive failed) rejects with the stream's error, or a premature-close error.
+ */
+function consume(body: Readable, write: (chunk: Buffer) => void): Promise<void> {
+  if (body.readableEnded) return Promise.resolve();
+  if (body.destroyed) return Promise.reject(body.errored ?? prematureClose());
+  return new Promise<void>((resolve, reject) => {
+    const settle = (err?: unknown) => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onClose);
+      if (err === undefined) resolve();
+      else {
+        body.pause();
+        reject(err);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      try {
+        write(chunk);
+      } catch (err) {
+        settle(err);
+      }
+    };
+    const onEnd = () => settle();
+    const onError = (err: Error) => settle(err);
+    const onClose = () => {
+      if (!body.readableEnded) settle(prematureClose());
+    };
+    body.on('end', onEnd);
+    body.on('error', onError);
+    body.on('close', onClose);
+    body.on('data', onData);
+  });
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error('entry body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
+/** The key of an entry's parent in `parents`: its components as the tar names them. */
+function lexicalParent(comps: readonly string[]): string {
+  return comps.slice(0, -1).join('/');
 }
 
 function parentOf(path: string): string | undefined {
