@@ -24,11 +24,15 @@ import { copyItem, isTarArchive, RootWriter, scratchDir, type CopyItem } from '.
 import { download, isGitSource, isUrlSource } from './download.js';
 import { fileOpCreatedBy } from './history.js';
 import { entriesFromRoot, withParents, type ImageLayer } from './layers.js';
+import { sparseRoot, StageTree, writeIndexedLayer, type PathRoot, type WantedPath } from './path-root.js';
 import { applyMetadata, ensurePath, historyEntry, inheritConfig, normalizeWorkdir, scratchConfig, type MetaState } from './metadata.js';
 import type { BuildResult } from './options.js';
 import type { BuildSession, BuiltStage, PreparedStage } from './session.js';
 import { cleanSourcePath, hasWildcard, lstatInTree, matchSource, type SourceTree } from './sources.js';
 import { runStep } from './run.js';
+import { mountIdentities } from './run-mounts.js';
+import type { Download } from './download.js';
+import { imageManifestDigest } from './image-digest.js';
 import { baseLayers, InplaceRootFs, RootFs, type StageImage } from './stage.js';
 import { needsLookup, resolveOwner, type Owner } from './users.js';
 
@@ -58,6 +62,10 @@ class StageExecutor {
   private cacheParent: string | undefined;
   /** Whether the current step was served from the cache. */
   private hit = false;
+  /** Position of the current instruction (1-based). */
+  private step = 0;
+  /** Path metadata of the layers, for steps that need only a few paths (path-root.ts). */
+  private readonly tree: StageTree | undefined;
 
   constructor(
     private readonly s: BuildSession,
@@ -70,7 +78,8 @@ class StageExecutor {
     this.meta = { config: image.config, cmdSet: false };
     this.layers = image.layers;
     const inplace = s.run.inplace;
-    this.rootfs = inplace ? new InplaceRootFs(inplace) : new RootFs(join(s.workDir, `rootfs-${p.planned.index}`));
+    this.rootfs = inplace ? new InplaceRootFs(inplace, s.layerIndex) : new RootFs(join(s.workDir, `rootfs-${p.planned.index}`), s.layerIndex, s.unpackedLayers);
+    this.tree = s.layerIndex && s.run.opts.env.GANTRY_SPARSE_ROOT !== '0' ? new StageTree(s.layerIndex) : undefined;
   }
 
   private get config(): ImageConfig {
@@ -81,12 +90,36 @@ class StageExecutor {
     return this.rootfs.catchUp(this.layers, this.s.signal);
   }
 
+  /**
+   * Where a step that resolves only `paths` (and, with `users`, looks names up in /etc/passwd and
+   * /etc/group) writes: the stage root when it is up to date, else a sparse root (path-root.ts),
+   * unless a later RUN will need the full root anyway and some layer's index would first have to
+   * be read from its blob.
+   */
+  private async pathRoot(paths: readonly WantedPath[], users: boolean): Promise<PathRoot> {
+    if (!this.tree || this.rootfs.isCurrent(this.layers.length)) return this.fullRoot();
+    const laterRun = this.p.instructions.slice(this.step).some((i) => i.kind === 'run');
+    if (laterRun && this.tree.unindexed(this.layers).length > 0) return this.fullRoot();
+    const tree = await this.tree.catchUp(this.layers, this.s.signal);
+    const sparse = tree && (await sparseRoot(tree, this.s.workDir, paths, users));
+    if (!sparse) return this.fullRoot();
+    this.s.logger.log('debug', `sparse root for ${paths.map(([p]) => p).join(', ') || 'name lookups'} (${this.layers.length} layers not unpacked)`);
+    return sparse;
+  }
+
+  /** The stage root, up to date, as a PathRoot. */
+  private async fullRoot(): Promise<PathRoot> {
+    const dir = await this.root();
+    return { dir, ownerOf: (rel) => this.rootfs.ownerOf(rel), sparse: false, release: async () => {} };
+  }
+
   async run(): Promise<BuiltStage> {
     const scope = this.p.planned.createScope(this.config.config?.Env ?? []);
     const total = this.p.instructions.length;
     let n = 0;
     for (const raw of this.p.instructions) {
       n++;
+      this.step = n;
       if (this.s.signal?.aborted) throw new GantryError('ABORTED', 'build cancelled');
       const started = performance.now();
       let layer: ImageLayer | undefined;
@@ -126,7 +159,7 @@ class StageExecutor {
     if (this.baseImage) image.base = this.baseImage;
     // inplace: the next stage wipes the shared root, so later readers unpack this stage's layers
     // into a directory of their own (under the work dir, which the sandbox ignores).
-    const rootfs = this.s.run.inplace ? new RootFs(join(this.s.workDir, `stage-files-${this.p.planned.index}`)) : this.rootfs;
+    const rootfs = this.s.run.inplace ? new RootFs(join(this.s.workDir, `stage-files-${this.p.planned.index}`), this.s.layerIndex, this.s.unpackedLayers) : this.rootfs;
     const layers = this.layers;
     const signal = this.s.signal;
     let files: Promise<string> | undefined;
@@ -202,12 +235,13 @@ class StageExecutor {
     }
   }
 
-  /** Adds a layer written from `root` (paths in `w`), or nothing when the step changed no path. */
-  private async addLayer(root: string, w: RootWriter): Promise<ImageLayer | undefined> {
+  /**
+   * Adds a layer written from `root` (paths in `w`), or nothing when the step changed no path.
+   * `lower` gives the owners the layers below say, where the disk could not keep them.
+   */
+  private async addLayer(root: string, w: RootWriter, lower: (rel: string) => Owner | undefined = () => undefined): Promise<ImageLayer | undefined> {
     if (withParents(w.written).length === 0) return undefined;
-    // Owners: what this step set, else what the layers below said (when unpacked without root).
-    const lower = root === this.rootfs.dir ? (rel: string) => this.rootfs.ownerOf(rel) : () => undefined;
-    const layer = await this.s.store.write(entriesFromRoot(root, w.written, (rel) => w.owners.get(rel) ?? lower(rel)), this.s.layerOptions);
+    const layer = await writeIndexedLayer(this.s.store, this.s.layerIndex, entriesFromRoot(root, w.written, (rel) => w.owners.get(rel) ?? lower(rel)), this.s.layerOptions);
     if (root === this.rootfs.dir) for (const [k, v] of w.owners) this.rootfs.owners.set(k, v);
     this.layers.push(layer);
     return layer;
@@ -217,14 +251,23 @@ class StageExecutor {
   private async runInstruction(inst: RunInstruction, scope: StageScope, raw: Instruction, prefix: string): Promise<ImageLayer> {
     let key: string | undefined;
     const cache = this.s.cache;
-    if (cache?.runLayers && this.cacheParent !== undefined && inst.mounts.every((m) => m.type !== 'bind')) {
+    // Mount options, never secret values or cache contents; a bind mount adds the digest of what it
+    // exposes: the context files under its source, a stage's final key, or an image's manifest digest.
+    const mounts =
+      cache?.runLayers && this.cacheParent !== undefined
+        ? await mountIdentities(inst.mounts, async (from, source) => {
+            if (from === undefined) return copiedFilesDigest(this.s.context, [source], undefined, undefined, cache);
+            const idx = /^\d+$/.test(from) ? Number(from) : this.stageByName(from);
+            return idx !== undefined ? (await this.s.stage(idx)).cacheKey : imageManifestDigest(this.s, from);
+          })
+        : undefined;
+    if (cache?.runLayers && this.cacheParent !== undefined && mounts) {
       key = stepKey({
         parent: this.cacheParent,
         platform: cache.platform,
         instruction: { kind: 'run', args: inst.command.args, shell: inst.command.shell, flags: { ...configFlags(this.config), network: inst.network, security: inst.security } },
         env: { ...Object.fromEntries((this.config.config?.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=') < 0 ? kv.length : kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])), ...scope.runEnv() },
-        // Mount ids and targets, never secret values or cache contents.
-        mounts: inst.mounts.map((m) => ({ type: m.type, ...(m.target !== undefined ? { target: m.target } : {}), ...(m.id !== undefined ? { id: m.id } : {}), readOnly: m.readOnly })),
+        mounts,
         heredocs: inst.heredocs.map((h) => ({ name: h.name, body: h.content, expand: h.expand })),
       });
       const hit = await this.lookup(key);
@@ -285,13 +328,17 @@ class StageExecutor {
       if (hit) return this.appendHit(hit);
     }
     if (wd !== '/') {
-      const root = await this.root();
-      const owner = c.User ? await resolveOwner(c.User, root) : { uid: 0, gid: 0 };
-      const w = new RootWriter(root);
-      await w.mkdirAll(wd, owner, this.s.now);
-      await w.finish();
-      layer = await this.addLayer(root, w);
-      if (layer) this.rootfs.markApplied(this.layers.length);
+      const root = await this.pathRoot([[wd, true]], c.User ? needsLookup(c.User) : false);
+      try {
+        const owner = c.User ? await resolveOwner(c.User, root.dir) : { uid: 0, gid: 0 };
+        const w = new RootWriter(root.dir);
+        await w.mkdirAll(wd, owner, this.s.now);
+        await w.finish();
+        layer = await this.addLayer(root.dir, w, root.ownerOf);
+        if (layer && !root.sparse) this.rootfs.markApplied(this.layers.length);
+      } finally {
+        await root.release();
+      }
     }
     this.history(`WORKDIR ${wd}`, layer);
     if (key) {
@@ -344,21 +391,25 @@ class StageExecutor {
       if (!isUrlSource(inst.sources[0]!)) throw new GantryError('DOCKERFILE_INVALID', 'checksum can\'t be specified for non-HTTP(S) sources');
     }
 
-    // The image's own /etc/passwd decides --chown names; a --link copy still looks names up there.
-    let chown: Owner | undefined;
-    if (inst.chown !== undefined && inst.chown !== '') {
-      chown = await resolveOwner(inst.chown, needsLookup(inst.chown) ? await this.root() : undefined);
-    }
+    // The image's own /etc/passwd decides --chown names (a --link copy still looks names up
+    // there), so names are resolved only when the step runs: the cache key holds the name, and
+    // the parent key already covers every file below, /etc/passwd included.
+    const chownSpec = inst.chown !== undefined && inst.chown !== '' ? inst.chown : undefined;
+    const chownByName = chownSpec !== undefined && needsLookup(chownSpec);
+    let chown: Owner | undefined = chownSpec !== undefined && !chownByName ? await resolveOwner(chownSpec, undefined) : undefined;
 
     let key: string | undefined;
     const cache = this.s.cache;
-    const fromContext = (inst.kind === 'add' || inst.from === undefined) && inst.sources.every((src) => !isUrlSource(src) && !isGitSource(src));
+    const fromContext = (inst.kind === 'add' || inst.from === undefined) && inst.sources.every((src) => (inst.kind === 'add' || !isUrlSource(src)) && !isGitSource(src));
+    // ADD <url>: downloads made to key the step, reused by a miss (src -> file and its scratch dir).
+    const fetched = new Map<string, { d: Download; dir: string }>();
     // COPY --from=<stage> is keyed by the source stage's final key, which covers every file in it:
     // a fully cached source stage then needs neither its files nor this stage's root.
     const fromStage = cache?.copyLayers && this.cacheParent !== undefined && !fromContext ? this.sourceStageIndex(inst) : undefined;
     const fromStageKey = fromStage !== undefined ? (await this.s.stage(fromStage)).cacheKey : undefined;
     if (cache?.copyLayers && this.cacheParent !== undefined && (fromContext || fromStageKey !== undefined)) {
       const excludes = inst.excludes.length ? new IgnoreMatcher(inst.excludes) : undefined;
+      const urls = inst.kind === 'add' ? await this.urlInputs(inst, fetched) : [];
       key = stepKey({
         parent: this.cacheParent,
         platform: cache.platform,
@@ -367,7 +418,7 @@ class StageExecutor {
           args: [...inst.sources, inst.dest],
           flags: {
             workdir: workdir,
-            chown: chown ? `${chown.uid}:${chown.gid}` : undefined,
+            chown: chownByName ? `name:${chownSpec}` : chown ? `${chown.uid}:${chown.gid}` : undefined,
             chmod: inst.chmod,
             link: inst.link,
             parents: parents || undefined,
@@ -377,25 +428,47 @@ class StageExecutor {
         },
         ...(fromStageKey !== undefined
           ? { inputs: [{ name: 'stage', digest: fromStageKey }] }
-          : { files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }) }),
+          : { files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }, cache) }),
+        ...(urls.length > 0 ? { inputs: urls } : {}),
         heredocs: inst.contents.map((c) => ({ name: c.path, body: c.data })),
       });
       const hit = await this.lookup(key);
-      if (hit) return hit;
+      if (hit) {
+        for (const f of fetched.values()) await rm(f.dir, { recursive: true, force: true });
+        return hit;
+      }
     }
 
-    const temp: string[] = [];
+    const temp: string[] = [...fetched.values()].map((f) => f.dir);
+    let pathRoot: PathRoot | undefined;
     try {
-      const items = await this.collectItems(inst, temp);
-      const root = inst.link ? await scratchDir(this.s.workDir, 'link') : await this.root();
-      if (inst.link) temp.push(root);
+      const items = await this.collectItems(inst, temp, fetched);
+      let root: string;
+      if (inst.link) {
+        root = await scratchDir(this.s.workDir, 'link');
+        temp.push(root);
+        if (chownByName) {
+          const names = await this.pathRoot([], true);
+          try {
+            chown = await resolveOwner(chownSpec, names.dir);
+          } finally {
+            await names.release();
+          }
+        }
+      } else {
+        // ADD unpacks archives through whatever the image has below their destination: full root.
+        const wanted: WantedPath[] = [[dest, true], ...items.flatMap((i): WantedPath[] => (i.kind === 'tree' && i.parents !== undefined ? [[posix.join(dest, i.parents), false]] : []))];
+        pathRoot = items.some((i) => i.kind === 'archive') ? await this.fullRoot() : await this.pathRoot(wanted, chownByName);
+        root = pathRoot.dir;
+        if (chownByName) chown = await resolveOwner(chownSpec, root);
+      }
       const w = new RootWriter(root);
       const opts = { now: this.s.now, ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(this.s.signal ? { signal: this.s.signal } : {}) };
       if (destIsDir) await w.mkdirAll(dest, chown ?? { uid: 0, gid: 0 }, this.s.now);
       for (const item of items) await copyItem(w, item, dest, opts);
       await w.finish();
-      const layer = await this.addLayer(root, w);
-      if (!inst.link) this.rootfs.markApplied(this.layers.length);
+      const layer = await this.addLayer(root, w, pathRoot?.ownerOf);
+      if (pathRoot && !pathRoot.sparse) this.rootfs.markApplied(this.layers.length);
       const createdBy = fileOpCreatedBy({
         kind: inst.kind,
         parents,
@@ -409,15 +482,45 @@ class StageExecutor {
       if (key) this.store(key, layer);
       return layer;
     } finally {
+      await pathRoot?.release();
       for (const t of temp) await rm(t, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Cache inputs of ADD's URL sources, keyed as BuildKit keys its HTTP source: `--checksum` names
+   * the content without any request; otherwise the file is downloaded now (kept in `fetched` for a
+   * miss to copy) and named by its digest and Last-Modified, which becomes the file's mtime.
+   */
+  private async urlInputs(inst: AddInstruction, fetched: Map<string, { d: Download; dir: string }>): Promise<Array<{ name: string; digest: string }>> {
+    const out: Array<{ name: string; digest: string }> = [];
+    for (const src of inst.sources) {
+      if (!isUrlSource(src)) continue;
+      if (inst.checksum !== undefined) {
+        out.push({ name: `url ${src}`, digest: inst.checksum });
+        continue;
+      }
+      let f = fetched.get(src);
+      if (!f) {
+        const dir = await scratchDir(this.s.workDir, 'download');
+        try {
+          f = { d: await download(src, dir, undefined, this.s.signal), dir };
+        } catch (err) {
+          await rm(dir, { recursive: true, force: true });
+          throw err;
+        }
+        fetched.set(src, f);
+      }
+      out.push({ name: `url ${src}${f.d.mtime ? ` last-modified ${f.d.mtime.toISOString()}` : ''}`, digest: f.d.digest });
+    }
+    return out;
   }
 
   /**
    * What a COPY/ADD copies: matched tree paths (named symlinks followed), local archives ADD
    * unpacks, downloads (into directories added to `temp`) and heredoc files.
    */
-  private async collectItems(inst: CopyInstruction | AddInstruction, temp: string[]): Promise<CopyItem[]> {
+  private async collectItems(inst: CopyInstruction | AddInstruction, temp: string[], fetched?: ReadonlyMap<string, { d: Download }>): Promise<CopyItem[]> {
     const isAdd = inst.kind === 'add';
     const what = isAdd ? 'ADD' : 'COPY';
     const parents = inst.kind === 'copy' && inst.parents;
@@ -432,9 +535,12 @@ class StageExecutor {
       }
       if (isUrlSource(src)) {
         if (!isAdd) throw new GantryError('DOCKERFILE_INVALID', 'source can\'t be a URL for COPY', { hint: 'use ADD to download files' });
-        const dir = await scratchDir(this.s.workDir, 'download');
-        temp.push(dir);
-        const d = await download(src, dir, inst.checksum, this.s.signal);
+        let d = fetched?.get(src)?.d;
+        if (!d) {
+          const dir = await scratchDir(this.s.workDir, 'download');
+          temp.push(dir);
+          d = await download(src, dir, inst.checksum, this.s.signal);
+        }
         items.push({ kind: 'file', name: d.name, host: d.host, mode: 0o600, mtime: d.mtime ?? this.s.now });
         continue;
       }

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, posix } from 'node:path';
+import type { MountIdentity } from '../cache/index.js';
 import type { RunMount as DockerfileMount } from '../dockerfile/index.js';
 import type { RunMount } from '../run/index.js';
 import { GantryError } from '../util/errors.js';
@@ -42,6 +43,33 @@ export interface MountInputs {
   now: Date;
   /** The tree a bind mount reads: the context when `from` is undefined. */
   tree(from: string | undefined): Promise<SourceTree>;
+}
+
+/**
+ * Names the content a bind mount reads, for the cache key: `from` undefined = the build context.
+ * Undefined when it cannot be named (a stage without a key, an image that does not resolve).
+ */
+export type BindDigest = (from: string | undefined, source: string) => Promise<string | undefined>;
+
+/**
+ * The cache-key identity of a RUN's mounts: every option as written, plus for a bind mount the
+ * digest of what it exposes, as BuildKit keys a mount's input by the content under its selector
+ * (read-only binds and rw binds alike: rw writes are thrown away). Undefined when a bind's content
+ * cannot be named: the RUN then stays uncached.
+ */
+export async function mountIdentities(specs: readonly DockerfileMount[], bindDigest: BindDigest): Promise<MountIdentity[] | undefined> {
+  const out: MountIdentity[] = [];
+  for (const m of specs) {
+    const given = { target: m.target, id: m.id, source: m.source, from: m.from, sharing: m.sharing, mode: m.mode, uid: m.uid, gid: m.gid, env: m.env, size: m.size };
+    const id: MountIdentity = { type: m.type, readOnly: m.readOnly, required: m.required, ...(Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as Partial<MountIdentity>) };
+    if (m.type === 'bind') {
+      const digest = await bindDigest(m.from === '' ? undefined : m.from, m.source ?? '/');
+      if (digest === undefined) return undefined;
+      id.digest = digest;
+    }
+    out.push(id);
+  }
+  return out;
 }
 
 function targetOf(m: DockerfileMount, cwd: string): string {

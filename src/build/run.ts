@@ -40,6 +40,7 @@ import { prepareMounts, type PreparedMounts } from './run-mounts.js';
 import { resolveRunUser } from './run-user.js';
 import type { BuildSession } from './session.js';
 import type { SourceTree } from './sources.js';
+import { writeIndexedLayer } from './path-root.js';
 
 /** Where BuildKit mounts a `#!` heredoc script to run it. */
 const PIPES_DIR = '/dev/pipes';
@@ -219,7 +220,7 @@ export async function runStep(inp: RunStepInput): Promise<{ layer: ImageLayer; c
     const snapStart = performance.now();
     if (inplace) {
       const snap = inplace.snapshot(s.signal ? { signal: s.signal } : {});
-      const layer = await s.store.write(snap.entries(), s.layerOptions);
+      const layer = await writeIndexedLayer(s.store, s.layerIndex, snap.entries(), s.layerOptions);
       const snapshotMs = performance.now() - snapStart;
       s.logger.log('debug', `${inp.prefix} snapshot ${snapshotMs.toFixed(1)}ms (walk ${snap.walkMs.toFixed(1)}ms)`, { snapshotMs, walkMs: snap.walkMs });
       return { layer, createdBy, snapshotted: true };
@@ -228,7 +229,7 @@ export async function runStep(inp: RunStepInput): Promise<{ layer: ImageLayer; c
     const ignored = (s.run.opts.inplace?.ignorePaths ?? []).map((p) => p.replace(/\/+$/, '') || '/');
     const ignore = ignored.length > 0 ? (p: string) => ignored.some((ip) => ip === '/' || p === ip || p.startsWith(ip + '/')) : undefined;
     const diff = diffUpperDir(upperDir, { logger: s.logger, ...(ignore ? { ignore } : {}), ...(s.signal ? { signal: s.signal } : {}) });
-    const layer = await s.store.write(diff, s.layerOptions);
+    const layer = await writeIndexedLayer(s.store, s.layerIndex, diff, s.layerOptions);
     const snapshotMs = performance.now() - snapStart;
     s.logger.log('debug', `${inp.prefix} snapshot ${snapshotMs.toFixed(1)}ms`, { snapshotMs });
     return { layer, createdBy, snapshotted: false };

@@ -5,16 +5,19 @@
  * into it directly (and its layer is then "applied"), or writes elsewhere (--link) and the root
  * catches up the next time it is needed.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
-import { decompressStream, readTar } from '../archive/index.js';
+import { decompressStream, readTar, type TarEntry } from '../archive/index.js';
+import { recordIndex, type IndexEntry, type LayerIndexStore } from '../fs/index.js';
 import { unpackLayer, unpackLayerStream } from '../fs/unpack/index.js';
+import type { UnpackedLayerStore } from '../cache/layer-store.js';
 import { layerCompression } from '../oci/mediatype.js';
 import type { ImageConfig } from '../oci/types.js';
 import type { InplaceSandbox } from '../run/index.js';
-import { wrapError } from '../util/errors.js';
+import { isGantryError, wrapError } from '../util/errors.js';
 import type { ResolvedImage } from './base.js';
+import { linkStoredLayer, parseNotes, unpackIntoStore } from './layer-farm.js';
 import type { ImageLayer } from './layers.js';
 import type { Owner } from './users.js';
 
@@ -29,31 +32,115 @@ export class RootFs {
    */
   readonly owners = new Map<string, Owner>();
 
-  constructor(readonly dir: string) {}
+  /** Whether the root and the layer store are on one filesystem (hard links work); asked once. */
+  private linkable?: Promise<boolean>;
+
+  constructor(
+    readonly dir: string,
+    /** Where the index of every layer unpacked here is recorded (see path-root.ts). */
+    protected readonly index?: LayerIndexStore,
+    /**
+     * Unpacked layers kept across builds: layers this build did not write are unpacked there once
+     * and hard-linked into the root (layer-farm.ts). Only when owners are preserved.
+     */
+    protected readonly unpacked?: UnpackedLayerStore,
+  ) {}
+
+  /** Whether the root already holds the first `count` layers (no unpacking needed). */
+  isCurrent(count: number): boolean {
+    // An empty stage (FROM scratch) costs nothing to bring up to date.
+    return count === 0 || (this.created && this.applied >= count);
+  }
+
+  /** Entries of a layer's tar, recording its index when it is not known yet. */
+  protected recorded(layer: ImageLayer, entries: AsyncIterable<TarEntry>): { entries: AsyncIterable<TarEntry>; done(): void } {
+    const index = this.index;
+    if (!index || index.get(layer.diffId)) return { entries, done: () => {} };
+    const out: IndexEntry[] = [];
+    return { entries: recordIndex(entries, out), done: () => index.put(layer.diffId, { entries: out }) };
+  }
 
   /** The owner a path has in the image, when the disk cannot tell (see `owners`). */
   ownerOf(rel: string): Owner | undefined {
     return ownership === 'squash' ? this.owners.get(rel) : undefined;
   }
 
+  /**
+   * Applies a layer from the store of unpacked layers, unpacking it there first when no build did;
+   * false when the store cannot serve it (the caller then unpacks the blob as before).
+   */
+  private async fromStore(layer: ImageLayer, signal?: AbortSignal): Promise<boolean> {
+    const store = this.unpacked;
+    if (!store || ownership !== 'preserve' || layer.file !== undefined) return false;
+    this.linkable ??= Promise.all([stat(this.dir), mkdir(store.dir, { recursive: true }).then(() => stat(store.dir))]).then(
+      ([a, b]) => {
+        if (a.dev !== b.dev) store.logger.log('debug', `layer store: not used for ${this.dir}: ${store.dir} is on another filesystem (hard links cannot cross)`);
+        return a.dev === b.dev;
+      },
+      () => false,
+    );
+    if (!(await this.linkable)) return false;
+    const started = performance.now();
+    let path: string;
+    let recording: { done(): void } | undefined;
+    try {
+      // A stored layer whose index is lost is unpacked from its blob once more, which records it.
+      if (this.index && !this.index.get(layer.diffId) && (await store.lookup(layer.diffId))) return false;
+      path = await store.ensure(layer.diffId, () => layer.open(signal), signal, async (dir, tar, sig) => {
+        const rec = this.recorded(layer, readTar(tar));
+        const notes = await unpackIntoStore(dir, rec.entries, { layerName: layer.descriptor.digest, ...(sig ? { signal: sig } : {}) });
+        recording = rec;
+        return notes;
+      });
+    } catch (err) {
+      if (isGantryError(err, 'ABORTED') || signal?.aborted) throw err;
+      store.logger.log('debug', `layer store: ${(err as Error).message}; unpacking ${layer.diffId} from its blob instead`);
+      return false;
+    }
+    recording?.done();
+    const notes = parseNotes(await store.notes(path));
+    if (!notes || notes.unsupported) {
+      if (notes?.unsupported) store.logger.log('debug', `layer store: ${notes.unsupported} in ${layer.diffId}: unpacking it from its blob`);
+      return false;
+    }
+    try {
+      const s = await linkStoredLayer(path, this.dir, notes, signal);
+      store.logger.log('debug', `layer store: ${layer.diffId} linked into ${this.dir} (${s.linked} links, ${s.dirs} dirs, ${s.symlinks} symlinks) in ${(performance.now() - started).toFixed(0)}ms`);
+      return true;
+    } catch (err) {
+      if (isGantryError(err, 'ABORTED') || signal?.aborted) throw err;
+      // Unpacking the blob over the partly linked root still gives the right root: every entry replaces what is there.
+      store.logger.log('warn', `layer store: linking ${layer.diffId} failed (${(err as Error).message}); unpacking it from its blob instead`);
+      return false;
+    }
+  }
+
   private async unpack(layer: ImageLayer, signal?: AbortSignal): Promise<void> {
+    if (await this.fromStore(layer, signal)) return;
     const blob = await layer.open(signal);
     const opts = { ownership, layerName: layer.descriptor.digest, ...(signal ? { signal } : {}) };
-    if (ownership === 'preserve') {
+    if (ownership === 'preserve' && (!this.index || this.index.get(layer.diffId))) {
       await unpackLayerStream(this.dir, blob, opts);
       return;
     }
     const plain = await decompressStream(layerCompression(layer.descriptor.mediaType) ?? 'gzip');
     pipeline(blob, plain, () => {});
+    const rec = this.recorded(layer, readTar(plain));
+    if (ownership === 'preserve') {
+      await unpackLayer(this.dir, rec.entries, opts);
+      rec.done();
+      return;
+    }
     const owners = this.owners;
-    const recorded = async function* (input: Readable) {
-      for await (const e of readTar(input)) {
+    const withOwners = async function* (input: AsyncIterable<TarEntry>) {
+      for await (const e of input) {
         const name = posix.normalize('/' + e.header.name).slice(1).replace(/\/+$/, '');
         if (name !== '' && !posix.basename(name).startsWith('.wh.')) owners.set(name, { uid: e.header.uid, gid: e.header.gid });
         yield e;
       }
     };
-    await unpackLayer(this.dir, recorded(plain), opts);
+    await unpackLayer(this.dir, withOwners(rec.entries), opts);
+    rec.done();
   }
 
   /** Unpacks the layers not yet in the root, in order. */
@@ -90,8 +177,15 @@ export class RootFs {
 export class InplaceRootFs extends RootFs {
   private wiped = false;
 
-  constructor(private readonly sandbox: InplaceSandbox) {
-    super(sandbox.root);
+  constructor(
+    private readonly sandbox: InplaceSandbox,
+    index?: LayerIndexStore,
+  ) {
+    super(sandbox.root, index);
+  }
+
+  override isCurrent(count: number): boolean {
+    return this.wiped && this.applied >= count;
   }
 
   override ownerOf(): Owner | undefined {
@@ -112,7 +206,9 @@ export class InplaceRootFs extends RootFs {
         const blob = await layer.open(signal);
         const plain = await decompressStream(layerCompression(layer.descriptor.mediaType) ?? 'gzip');
         pipeline(blob, plain, () => {});
-        await this.sandbox.unpack(readTar(plain), { layerName: layer.descriptor.digest, ...(signal ? { signal } : {}) });
+        const rec = this.recorded(layer, readTar(plain));
+        await this.sandbox.unpack(rec.entries, { layerName: layer.descriptor.digest, ...(signal ? { signal } : {}) });
+        rec.done();
       } catch (err) {
         throw wrapError(err, `unpacking layer ${this.applied + 1}/${layers.length} (${layer.descriptor.digest}) onto ${this.dir}`);
       }

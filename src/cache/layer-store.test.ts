@@ -113,3 +113,29 @@ test('layer store: prune removes old layers, leftovers of interrupted unpacks, o
   assert.deepEqual(all.removed, [b.diffId]);
   assert.deepEqual(await readdir(dir), []);
 });
+
+test('layer store: what the unpacker returns is kept beside the layer, listed nowhere, and pruned with it', async () => {
+  const dir = join(tmp.path, 'notes');
+  const layer = await makeLayer({ a: 'notes' });
+  const inner = countingUnpack();
+  const unpack: UnpackFn = async (d, tar, signal) => {
+    await inner.unpack(d, tar, signal);
+    return { seen: 'unpacked' };
+  };
+  const store = new UnpackedLayerStore(dir, { unpack });
+  const path = await store.ensure(layer.diffId, layer.open);
+  assert.deepEqual(await store.notes(path), { seen: 'unpacked' });
+  assert.deepEqual((await store.list()).map((l) => l.diffId), [layer.diffId]);
+  await store.prune({ all: true });
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test('layer store: an unpacker given for one layer replaces the store\'s own', async () => {
+  const layer = await makeLayer({ a: 'override' });
+  const store = new UnpackedLayerStore(join(tmp.path, 'override'), { unpack: async () => assert.fail('the store\'s own unpacker is not used') });
+  const counter = countingUnpack();
+  const path = await store.ensure(layer.diffId, layer.open, undefined, counter.unpack);
+  assert.equal(counter.calls(), 1);
+  assert.equal(await readFile(join(path, 'a'), 'utf8'), 'override');
+  assert.equal(await store.notes(path), undefined, 'nothing returned, nothing kept');
+});

@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { decompressAuto } from '../archive/compression.js';
@@ -18,9 +19,17 @@ import { silentLogger } from '../util/logger.js';
 
 /**
  * Unpacks an uncompressed layer tar stream into an empty directory. The build passes src/fs's
- * unpacker (cache may not import fs); it must consume the whole stream.
+ * unpacker (cache may not import fs); it must consume the whole stream. What it returns, when
+ * not undefined, is kept next to the layer as JSON (`notes`): what the directory alone cannot
+ * say, such as the layer's whiteouts, which unpacking into an empty directory drops.
  */
-export type UnpackFn = (dir: string, tar: Readable, signal?: AbortSignal) => Promise<void>;
+export type UnpackFn = (dir: string, tar: Readable, signal?: AbortSignal) => Promise<unknown>;
+
+/** `~/.cache/gantry/layers`, or `$XDG_CACHE_HOME/gantry/layers`. */
+export function defaultLayerStoreDir(env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
+  return join(base, 'gantry', 'layers');
+}
 
 export interface LayerStoreOptions {
   unpack: UnpackFn;
@@ -53,6 +62,7 @@ export interface PruneResult {
 }
 
 const SIZE_SUFFIX = '.size';
+const NOTES_SUFFIX = '.json';
 const TMP_PREFIX = '.tmp-';
 const TRASH_PREFIX = '.trash-';
 
@@ -67,7 +77,7 @@ class ByteCounter extends Transform {
 
 export class UnpackedLayerStore {
   readonly dir: string;
-  private readonly logger: Logger;
+  readonly logger: Logger;
   private readonly inFlight = new Map<string, Promise<string>>();
   /** Layers this process handed out: never evicted by it, so a running build keeps its lowerdirs. */
   private readonly usedHere = new Set<string>();
@@ -78,6 +88,11 @@ export class UnpackedLayerStore {
   ) {
     this.dir = resolve(dir);
     this.logger = opts.logger ?? silentLogger;
+  }
+
+  /** The size the store is kept under after each unpack; undefined = unlimited. */
+  get maxBytes(): number | undefined {
+    return this.opts.maxBytes;
   }
 
   private nameOf(diffId: string): string {
@@ -98,17 +113,29 @@ export class UnpackedLayerStore {
   /**
    * The directory holding the layer's files, unpacking it first if no build did yet. `open` yields
    * the layer blob (any compression); its uncompressed content is verified against `diffId`.
+   * `unpack` replaces the store's unpacker for this layer (to see its entries on the way).
    */
-  ensure(diffId: string, open: () => Promise<Readable>, signal?: AbortSignal): Promise<string> {
+  ensure(diffId: string, open: () => Promise<Readable>, signal?: AbortSignal, unpack?: UnpackFn): Promise<string> {
     const name = this.nameOf(diffId);
     const running = this.inFlight.get(name);
     if (running) return running;
-    const p = this.ensureOnce(diffId, name, open, signal).finally(() => this.inFlight.delete(name));
+    const p = this.ensureOnce(diffId, name, open, signal, unpack ?? this.opts.unpack).finally(() => this.inFlight.delete(name));
     this.inFlight.set(name, p);
     return p;
   }
 
-  private async ensureOnce(diffId: string, name: string, open: () => Promise<Readable>, signal?: AbortSignal): Promise<string> {
+  /** What the unpacker returned for the layer stored at `path`; undefined when it returned nothing (or it is unreadable). */
+  async notes(path: string): Promise<unknown> {
+    const text = await readFile(`${path}${NOTES_SUFFIX}`, 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async ensureOnce(diffId: string, name: string, open: () => Promise<Readable>, signal: AbortSignal | undefined, unpack: UnpackFn): Promise<string> {
     const existing = await this.lookup(diffId);
     if (existing) return existing;
     const final = join(this.dir, name);
@@ -128,11 +155,14 @@ export class UnpackedLayerStore {
       });
       verified.catch(() => undefined);
       output.pipe(counter).pipe(verifier).pipe(tar);
-      await this.opts.unpack(tmp, tar, signal);
+      const notes = await unpack(tmp, tar, signal);
       // An unpacker may stop at the end-of-archive marker: let the padding through so the digest covers every byte.
       tar.resume();
       await verified;
+      // Side files first: a layer directory in place always has them.
       await writeFile(`${final}${SIZE_SUFFIX}`, String(counter.bytes));
+      if (notes !== undefined) await writeFile(`${final}${NOTES_SUFFIX}`, JSON.stringify(notes));
+      else await rm(`${final}${NOTES_SUFFIX}`, { force: true });
       try {
         await rename(tmp, final);
       } catch (err) {
@@ -169,7 +199,7 @@ export class UnpackedLayerStore {
     }
     const out: StoredLayerInfo[] = [];
     for (const name of names) {
-      if (name.startsWith('.') || name.endsWith(SIZE_SUFFIX)) continue;
+      if (name.startsWith('.') || name.endsWith(SIZE_SUFFIX) || name.endsWith(NOTES_SUFFIX)) continue;
       const path = join(this.dir, name);
       const st = await stat(path).catch(() => undefined);
       if (!st?.isDirectory()) continue;
@@ -195,6 +225,7 @@ export class UnpackedLayerStore {
     const drop = async (l: StoredLayerInfo) => {
       await this.remove(l.path);
       await rm(`${l.path}${SIZE_SUFFIX}`, { force: true });
+      await rm(`${l.path}${NOTES_SUFFIX}`, { force: true });
       result.removed.push(l.diffId);
       result.freedBytes += l.bytes;
     };

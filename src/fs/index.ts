@@ -1,3 +1,4 @@
 export * from './unpack/index.js';
 export * from './diff/index.js';
 export * from './snapshot/index.js';
+export * from './tree/index.js';

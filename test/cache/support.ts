@@ -1,6 +1,6 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BuildOptions } from '../../src/build/index.js';
 import { startFaultProxy, type FaultProxy } from '../../src/testing/fault-proxy.js';
 import { makeBusyboxImage } from '../../src/testing/images.js';
@@ -68,4 +68,12 @@ export async function startCacheFixture(): Promise<CacheFixture> {
       for (const d of dirs) await rm(d, { recursive: true, force: true });
     },
   };
+}
+
+/** Writes `files` (paths relative to `dir`, `/`-separated) into `dir`, creating parent directories. */
+export async function writeTree(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, name)), { recursive: true });
+    await writeFile(join(dir, name), content);
+  }
 }

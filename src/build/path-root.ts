@@ -1,0 +1,128 @@
+/**
+ * Roots for steps that only touch a few paths (COPY, ADD of plain files, WORKDIR). When the
+ * stage's root is not up to date with its layers (they came from the cache, or from RUNs whose
+ * changes live in an overlay), bringing it up to date means downloading and unpacking them: on a
+ * Debian base that is seconds for a one-file COPY. Instead the step gets a sparse root holding
+ * only the paths it resolves, built from the layers' indexes (src/fs/tree), and writes its layer
+ * from there; the stage root catches up later only if a step really needs every file.
+ *
+ * Indexes come from the local index store (recorded whenever a build unpacks or writes a layer),
+ * else by reading the layer once without unpacking it; that second way is only worth it when no
+ * later RUN of the stage will need the full root anyway.
+ */
+import { rm } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { decompressAuto, readTar, type LayerEntry } from '../archive/index.js';
+import { PathTree, recordIndex, SparseRoot, type IndexEntry, type LayerIndex, type LayerIndexStore } from '../fs/index.js';
+import { wrapError } from '../util/errors.js';
+import type { ImageLayer, LayerStore, LayerWriteOptions } from './layers.js';
+import { scratchDir } from './copy.js';
+import type { Owner } from './users.js';
+
+/** Where a path-only step writes, and how to read owners back when the disk cannot hold them. */
+export interface PathRoot {
+  dir: string;
+  ownerOf(rel: string): Owner | undefined;
+  /** True when `dir` is a sparse root (the stage root did not move). */
+  sparse: boolean;
+  /** Removes a sparse root. */
+  release(): Promise<void>;
+}
+
+async function drain(body: Readable | Buffer | undefined): Promise<void> {
+  if (!body || Buffer.isBuffer(body)) return;
+  for await (const _ of body) {
+    // discard
+  }
+}
+
+/** Reads a layer blob once, keeping only its index (no file is written). */
+export async function indexLayerBlob(layer: ImageLayer, signal?: AbortSignal): Promise<LayerIndex> {
+  try {
+    const { output } = await decompressAuto(await layer.open(signal));
+    const entries: IndexEntry[] = [];
+    for await (const e of recordIndex(readTar(output), entries)) await drain(e.body);
+    return { entries };
+  } catch (err) {
+    throw wrapError(err, `indexing layer ${layer.descriptor.digest}`);
+  }
+}
+
+/** Writes a layer through the build's layer store, recording its index on the way. */
+export async function writeIndexedLayer(store: LayerStore, index: LayerIndexStore | undefined, entries: AsyncIterable<LayerEntry>, opts: LayerWriteOptions): Promise<ImageLayer> {
+  if (!index) return store.write(entries, opts);
+  const recorded: IndexEntry[] = [];
+  const layer = await store.write(recordIndex(entries, recorded), opts);
+  index.put(layer.diffId, { entries: recorded });
+  return layer;
+}
+
+/** The metadata tree of a stage's layers, applied incrementally as the stage adds layers. */
+export class StageTree {
+  private readonly tree = new PathTree();
+  private applied = 0;
+  private broken = false;
+
+  constructor(private readonly store: LayerIndexStore) {}
+
+  /** Layers (from `applied` on) with no index yet. */
+  unindexed(layers: readonly ImageLayer[]): ImageLayer[] {
+    return layers.slice(this.applied).filter((l) => this.store.get(l.diffId) === undefined);
+  }
+
+  /**
+   * The tree with every layer applied, indexing unknown layers from their blobs; undefined when a
+   * layer cannot be represented (the unpacker would refuse it too: the full root reports why).
+   */
+  async catchUp(layers: readonly ImageLayer[], signal?: AbortSignal): Promise<PathTree | undefined> {
+    if (this.broken) return undefined;
+    for (; this.applied < layers.length; this.applied++) {
+      const layer = layers[this.applied]!;
+      let index = this.store.get(layer.diffId);
+      if (!index) {
+        index = await indexLayerBlob(layer, signal);
+        this.store.put(layer.diffId, index);
+      }
+      try {
+        this.tree.apply(index);
+      } catch {
+        this.broken = true;
+        return undefined;
+      }
+    }
+    return this.tree;
+  }
+}
+
+/** Paths a step resolves: `[path, followFinal]`. */
+export type WantedPath = readonly [string, boolean];
+
+/** A sparse root under `workDir` with `paths` (and, for name lookups, /etc/passwd and /etc/group). */
+export async function sparseRoot(tree: PathTree, workDir: string, paths: readonly WantedPath[], users: boolean): Promise<PathRoot | undefined> {
+  if (users) {
+    // Names are looked up in these files: without their content the step needs the real root.
+    for (const f of ['etc/passwd', 'etc/group']) {
+      const node = tree.get(tree.resolve(f, true));
+      if (node && node.type === 'file' && node.content === undefined) return undefined;
+    }
+  }
+  const dir = await scratchDir(workDir, 'sparse');
+  const root = new SparseRoot(dir, tree);
+  try {
+    for (const [p, follow] of paths) root.materialize(p, follow);
+    if (users) {
+      root.materialize('/etc/passwd', true);
+      root.materialize('/etc/group', true);
+    }
+    root.finish();
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw wrapError(err, 'preparing the paths of the step');
+  }
+  return {
+    dir,
+    ownerOf: (rel) => root.ownerOf(rel),
+    sparse: true,
+    release: () => rm(dir, { recursive: true, force: true }),
+  };
+}
