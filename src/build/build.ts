@@ -16,22 +16,25 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { openContext } from '../context/index.js';
 import { injectOnbuild, loadDockerignore, parseDockerfile, planBuild, type BuildPlan, type Instruction } from '../dockerfile/index.js';
-import { RegistryClient, checkPushPermission, parseReference } from '../registry/index.js';
+import { defaultCacheRepo } from '../cache/index.js';
+import { RegistryClient, checkPushPermission, normalizeRegistry, parseReference, pullScope, pushScope } from '../registry/index.js';
 import { captureResolver, type CapturedResolver } from '../run/index.js';
 import { GantryError, wrapError } from '../util/errors.js';
 import { limiter } from '../util/limit.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { resolveImage, type ResolvedImage } from './base.js';
+import { openBaseImageCache, resolveImage, type ResolvedImage } from './base.js';
 import { runStage } from './executor.js';
 import { defaultRunCacheDir, RunContext } from './run-context.js';
 import { openBuildCache, type BuildCache } from './cache.js';
-import { BuiltImage, exportDockerArchive, exportOciLayout, pushImage, writeBuilderOutput, writeDigestFiles } from './export.js';
+import { BuiltImage, exportDockerArchive, exportOciLayout, imageStages, LayerUploads, pushImage, writeBuilderOutput, writeDigestFiles } from './export.js';
 import { LayerStore } from './layers.js';
+import { defaultLayerIndexDir, LayerIndexStore } from '../fs/index.js';
 import { formatTime, omitEmpty } from './metadata.js';
 import type { BuildOptions, BuildResult } from './options.js';
 import type { BuildSession, BuiltStage, PreparedStage } from './session.js';
 import type { SourceTree } from './sources.js';
 import { baseLayers, RootFs } from './stage.js';
+import { openUnpackedLayerStore } from './layer-farm.js';
 
 /** Stages run at the same time at most (independent stages only). */
 const STAGE_CONCURRENCY = 2;
@@ -64,12 +67,13 @@ function sourceDateEpoch(opts: BuildOptions, env: NodeJS.ProcessEnv): number | u
  * layer: its work dir, the context, DOCKER_CONFIG, the RUN cache dir and the outputs.
  */
 function builderDirs(options: BuildOptions, env: NodeJS.ProcessEnv, workDir: string, contextDir: string, cacheDir: string): string[] {
-  const dirs = [workDir, contextDir, cacheDir];
+  // The layer index store (src/fs/tree) lives under HOME, which is inside the root here.
+  const dirs = [workDir, contextDir, cacheDir, defaultLayerIndexDir(env)];
   // Credentials are read again at push time, after the wipes: keep where they live.
   const docker = env.DOCKER_CONFIG || options.registry?.dockerConfigDir || (env.HOME ? join(env.HOME, '.docker') : undefined);
   if (docker) dirs.push(resolve(docker));
   if (env.REGISTRY_AUTH_FILE) dirs.push(resolve(env.REGISTRY_AUTH_FILE));
-  for (const f of [options.tarPath, options.ociLayoutPath, options.digestFile, options.imageNameWithDigestFile, options.imageNameTagWithDigestFile]) {
+  for (const f of [options.tarPath, options.ociLayoutPath, options.digestFile, options.imageNameWithDigestFile, options.imageNameTagWithDigestFile, options.baseImageCache?.dir]) {
     if (f) dirs.push(resolve(f));
   }
   if (options.defaultOutputDir !== false) dirs.push(resolve(options.defaultOutputDir ?? 'gantry-out'));
@@ -91,11 +95,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     captured ? captured.lookup(host, opts as never, cb as never) : dnsLookup(host, opts as never, cb as never)) as unknown as LookupFunction;
   const registryOptions = { ...(options.registry ?? {}), logger: options.registry?.logger ?? logger, env: options.registry?.env ?? env, lookup: options.registry?.lookup ?? lookup };
   const client = new RegistryClient(registryOptions);
+  const warming = new AbortController();
+  warmUpRegistries(client, options, warming.signal);
+  const baseCache = openBaseImageCache(options, logger);
   const workRoot = options.workDir ?? tmpdir();
   const workDir = await mkdtemp(join(workRoot, 'gantry-build-'));
   let cleanupContext: (() => Promise<void>) | undefined;
   const opened: ResolvedImage[] = [];
   let cache: BuildCache | undefined;
+  let uploads: LayerUploads | undefined;
   try {
     const ctx = await openContext(options.context, {
       ...(options.contextSubPath ? { subPath: options.contextSubPath } : {}),
@@ -119,6 +127,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       includeUnreachable: options.skipUnusedStages === false,
     });
     for (const w of plan.warnings) logger.log('warn', w.message, { rule: w.rule });
+    warmUpMountToken(client, options, plan, warming.signal);
     const runContext = new RunContext({
       sandbox: options.sandbox ?? 'auto',
       secrets: options.secrets ?? {},
@@ -130,10 +139,36 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       logger,
       ...(options.inplace ? { inplace: options.inplace } : {}),
     });
-    // A Dockerfile with RUN learns now, before any download, whether it can run here.
-    // An explicit --sandbox=inplace builds in place even without RUN (Kaniko's only model).
+    const epoch = sourceDateEpoch(options, env);
+    const destinations = options.destinations ?? [];
+    for (const d of destinations) parseReference(d);
+
+    // What can still fail cheaply runs at the same time (the sandbox probe's child processes,
+    // .dockerignore, push permission and base images: round trips), and fails in this order, the
+    // order of a sequential check. A Dockerfile with RUN learns here, before any download, whether
+    // it can run here; an explicit --sandbox=inplace builds in place even without RUN (Kaniko's
+    // only model).
     const needsSandbox = options.sandbox === 'inplace' || plan.order.some((i) => hasRun(plan.stages[i]!.instructions));
-    if (needsSandbox && (await runContext.sandbox()) === 'inplace') {
+    const [sandboxKind, ignore, , prepared] = await settleInOrder(
+      [
+        needsSandbox ? runContext.sandbox() : Promise.resolve(undefined),
+        loadDockerignore({ contextDir: ctx.dir, dockerfile: dockerfilePath }),
+        options.noPush || options.skipPushPermissionCheck
+          ? Promise.resolve()
+          : Promise.all(
+              destinations.map((d) =>
+                checkPushPermission(d, registryOptions, client, signal).catch((err: unknown) => {
+                  const e = err instanceof GantryError ? err : wrapError(err, `checking push permission for ${d}`);
+                  e.details.hint ??= 'check the credentials for this registry (docker login / config.json) or pass --skip-push-permission-check';
+                  throw e;
+                }),
+              ),
+            ),
+        prepareStages(plan, client, signal, opened, baseCache),
+      ] as const,
+      () => stop.abort(),
+    );
+    if (sandboxKind === 'inplace') {
       // Every stage is built in the sandbox's root from here on; name resolution is captured
       // now, before the image's /etc replaces ours (src/run/inplace-dns.ts).
       captured = captureResolver();
@@ -142,31 +177,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         logger.log('warn', `building in place with the work directory ${workDir}: it is kept out of layers, but a RUN that deletes it (rm -rf /tmp/*) breaks the build; pass a work directory under /kaniko (--kaniko-dir)`);
       }
     }
-    const epoch = sourceDateEpoch(options, env);
-
-    const ignore = await loadDockerignore({ contextDir: ctx.dir, dockerfile: dockerfilePath });
     const context: SourceTree = { dir: ctx.dir, ignore: ignore.matcher, resetOwners: true, name: 'build context' };
-
-    const destinations = options.destinations ?? [];
-    for (const d of destinations) parseReference(d);
-    if (!options.noPush && !options.skipPushPermissionCheck) {
-      await Promise.all(
-        destinations.map((d) =>
-          checkPushPermission(d, registryOptions, client).catch((err: unknown) => {
-            const e = err instanceof GantryError ? err : wrapError(err, `checking push permission for ${d}`);
-            e.details.hint ??= 'check the credentials for this registry (docker login / config.json) or pass --skip-push-permission-check';
-            throw e;
-          }),
-        ),
-      );
-    }
-
-    const prepared = await prepareStages(plan, client, signal, opened);
     if (options.cache?.enabled) cache = openBuildCache(options.cache, { destinations, client, platform: plan.targetPlatform, logger });
 
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);
     const created = options.reproducible ? new Date((epoch ?? 0) * 1000) : epoch !== undefined ? new Date(epoch * 1000) : now;
     const store = new LayerStore(join(workDir, 'blobs'));
+    // New layers of the image start uploading as soon as they are written (export.ts).
+    if (!options.noPush && destinations.length > 0) {
+      const up = (uploads = new LayerUploads({ client, destinations, stages: imageStages(plan), signal }));
+      store.onWrite((layer, stage) => up.start(layer, stage));
+    }
     const steps: BuildResult['steps'] = [];
     // One root for all stages in place: they take turns.
     const limit = limiter(runContext.inplace ? 1 : STAGE_CONCURRENCY);
@@ -192,6 +213,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       steps,
       run: runContext,
       ...(cache ? { cache } : {}),
+      layerIndex: new LayerIndexStore(defaultLayerIndexDir(env)),
+      // Not in place: the store would sit inside the root that is wiped and snapshotted.
+      unpackedLayers: runContext.inplace ? undefined : openUnpackedLayerStore(env, logger),
       stageLabel: (i) => (single ? '' : `${plan.stages[i]!.name ?? `stage-${i}`} `),
       stage(index: number): Promise<BuiltStage> {
         let p = running.get(index);
@@ -202,7 +226,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             const deps = await Promise.all(prep.needs.map((n) => session.stage(n)));
             const base = prep.planned.base;
             const parent = base.kind === 'stage' ? deps[prep.needs.indexOf(base.index)] : undefined;
-            return limit(() => runStage(session, prep, parent));
+            return limit(() => store.inStage(index, () => runStage(session, prep, parent)));
           })();
           running.set(index, p);
         }
@@ -213,9 +237,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         if (!p) {
           const dir = join(workDir, `image-${images.size}`);
           p = (async () => {
-            const img = await resolveImage(ref, plan.targetPlatform, client, signal);
+            const img = await resolveImage(ref, plan.targetPlatform, client, signal, baseCache);
             opened.push(img);
-            const fs = new RootFs(dir);
+            const fs = new RootFs(dir, session.layerIndex, session.unpackedLayers);
             return { dir: await fs.catchUp(baseLayers(img), signal), resetOwners: false, name: `image ${ref}` };
           })();
           images.set(ref, p);
@@ -281,6 +305,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           ...(mount ? { mountFrom: mount } : {}),
           ...(signal ? { signal } : {}),
           ...(options.pushBackoffMs !== undefined ? { backoffMs: options.pushBackoffMs } : {}),
+          ...(uploads ? { uploads } : {}),
         });
         result.pushed.push({ reference: d, digest: pushed });
         logger.log('info', `pushed ${d}@${pushed}`, { reference: d, digest: pushed });
@@ -302,6 +327,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (builderOutput && result.pushed.length > 0) await writeBuilderOutput(builderOutput, result.pushed);
     return result;
   } finally {
+    warming.abort();
+    await uploads?.cancel();
     if (cache) await cache.store.close?.().catch(() => undefined);
     await Promise.allSettled(opened.map((o) => o.reader.close?.()));
     await client.close().catch(() => undefined);
@@ -311,10 +338,76 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 }
 
 /**
+ * Opens connections ahead of the first real requests, while the context and Dockerfile are read:
+ * the ping (and token, where the registry wants one) of each destination and of the registry
+ * cache. Failures are left to the requests that need them, which report them with their context.
+ */
+function warmUpRegistries(client: RegistryClient, options: BuildOptions, signal: AbortSignal): void {
+  const destinations = options.destinations ?? [];
+  const targets: Array<{ ref: string; scope: (repository: string) => string }> = [];
+  if (!options.noPush) for (const d of destinations) targets.push({ ref: d, scope: pushScope });
+  const cacheRepo = options.cache?.enabled && !options.cache.noLookup && !options.cache.from?.length && !options.cache.to?.length ? (options.cache.repo ?? defaultCacheRepo(destinations)) : undefined;
+  if (cacheRepo && !cacheRepo.startsWith('oci:')) targets.push({ ref: cacheRepo, scope: pullScope });
+  for (const t of targets) {
+    // An invalid reference is reported where it is used.
+    const ref = attempt(() => parseReference(t.ref));
+    if (ref) void client.warmUp(ref.registry, [t.scope(ref.repository)], signal);
+  }
+}
+
+/**
+ * A push offers the registry a cross-repository mount from the base image's repository for each
+ * blob the destination lacks (the config, new in every build, always). On a token registry that
+ * takes a token of its own (push here, pull there): fetched now rather than at the very end.
+ */
+function warmUpMountToken(client: RegistryClient, options: BuildOptions, plan: BuildPlan, signal: AbortSignal): void {
+  if (options.noPush) return;
+  let stage = plan.stages[plan.target];
+  for (let hops = 0; stage?.base.kind === 'stage' && hops < plan.stages.length; hops++) stage = plan.stages[stage.base.index];
+  if (stage?.base.kind !== 'image') return;
+  const ref = stage.base.ref;
+  const base = attempt(() => parseReference(ref));
+  if (!base) return;
+  for (const d of options.destinations ?? []) {
+    const dest = attempt(() => parseReference(d));
+    if (dest && normalizeRegistry(dest.registry) === normalizeRegistry(base.registry) && dest.repository !== base.repository) {
+      void client.warmUp(dest.registry, [pushScope(dest.repository), pullScope(base.repository)], signal);
+    }
+  }
+}
+
+/** The value, or undefined where it throws (e.g. a reference that is not a registry's). */
+function attempt<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits for tasks that run at the same time, but fails with the first failure in list order (the
+ * one a sequential run would have met first). After a failure `abort` stops the others, which are
+ * waited for, so nothing is left running against a build that is being torn down.
+ */
+async function settleInOrder<T extends readonly unknown[]>(tasks: { readonly [K in keyof T]: Promise<T[K]> }, abort: () => void): Promise<T> {
+  for (const t of tasks) t.catch(() => undefined);
+  const out: unknown[] = [];
+  try {
+    for (const t of tasks) out.push(await t);
+  } catch (err) {
+    abort();
+    await Promise.allSettled(tasks);
+    throw err;
+  }
+  return out as unknown as T;
+}
+
+/**
  * Resolves the base image of every planned stage (concurrently), puts ONBUILD triggers in
  * place and works out each stage's dependencies.
  */
-async function prepareStages(plan: BuildPlan, client: RegistryClient, signal: AbortSignal | undefined, opened: ResolvedImage[]): Promise<Map<number, PreparedStage>> {
+async function prepareStages(plan: BuildPlan, client: RegistryClient, signal: AbortSignal | undefined, opened: ResolvedImage[], baseCache?: ReturnType<typeof openBaseImageCache>): Promise<Map<number, PreparedStage>> {
   const wanted = new Set(plan.order);
   // Stages named in FROM of planned stages are planned too (the plan includes them in order).
   const bases = new Map<number, ResolvedImage>();
@@ -322,7 +415,7 @@ async function prepareStages(plan: BuildPlan, client: RegistryClient, signal: Ab
     plan.order.map(async (i) => {
       const st = plan.stages[i]!;
       if (st.base.kind !== 'image') return;
-      const img = await resolveImage(st.base.ref, st.platform ?? plan.targetPlatform, client, signal);
+      const img = await resolveImage(st.base.ref, st.platform ?? plan.targetPlatform, client, signal, baseCache);
       opened.push(img);
       bases.set(i, img);
     }),

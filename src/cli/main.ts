@@ -24,6 +24,7 @@ function version(): string {
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   executor: { summary: 'build and push like Kaniko\'s /kaniko/executor (same flags)', load: async () => (await import('./executor.js')).executorCommand },
+  warmer: { summary: 'download base images into a cache directory like Kaniko\'s /kaniko/warmer', load: async () => (await import('./warmer.js')).warmerCommand },
   build: { summary: 'build a Dockerfile (docker buildx build-style flags)', load: async () => (await import('./build.js')).buildCommand },
   inspect: { summary: 'print an image\'s manifest (or config) as JSON', load: async () => (await import('./inspect.js')).inspectCommand },
   copy: { summary: 'copy an image between registries, oci: layouts and docker-archive: files', load: async () => (await import('./copy.js')).copyCommand },

@@ -12,9 +12,11 @@ import { translateGitError } from './git-errors.js';
 import { checkoutCommit, fetchPinnedCommit, fetchRefShallow, initRepo, type FetchSession, type RepoTarget, type ResolvedRef } from './git-fetch.js';
 import { checkoutSubmodules } from './git-submodules.js';
 import { createHttpTransport } from './http-client.js';
-import type { GitCredentials, GitSource } from './location.js';
+import { gitCredentials } from './git-credentials.js';
+import type { GitSource } from './location.js';
 
 export { redactSecrets } from './git-errors.js';
+export { gitCredentials };
 
 export interface GitCheckoutOptions {
   source: GitSource;
@@ -36,23 +38,6 @@ export interface GitCheckoutResult {
   /** The full ref that was fetched (`refs/heads/main`), or the commit when it was pinned alone. */
   ref: string;
   submodules: number;
-}
-
-/**
- * Kaniko's precedence: GIT_TOKEN (as the user name, empty password) over GIT_USERNAME /
- * GIT_PASSWORD. Credentials in the URL itself win over both. GIT_AUTH_TOKEN (BuildKit's secret
- * name, what build-push-action passes) is the last resort, as GitHub's x-access-token user.
- */
-export function gitCredentials(source: GitSource, env: NodeJS.ProcessEnv): GitCredentials | undefined {
-  if (source.urlCredentials) return source.urlCredentials;
-  const token = env.GIT_TOKEN ?? '';
-  if (token !== '') return { username: token, password: '' };
-  const username = env.GIT_USERNAME ?? '';
-  const password = env.GIT_PASSWORD ?? '';
-  if (username !== '' || password !== '') return { username, password };
-  const authToken = env.GIT_AUTH_TOKEN ?? '';
-  if (authToken !== '') return { username: 'x-access-token', password: authToken };
-  return undefined;
 }
 
 function resolveRef(refs: git.ServerRef[], wanted: string | undefined, fromBranchFlag: boolean, repo: string): ResolvedRef {

@@ -5,7 +5,7 @@
 export { openContext, type ContextOptions, type OpenedContext } from './open.js';
 export { parseContextLocation, redactLocation, isFullCommit, type ContextLocation, type GitSource, type GitCredentials } from './location.js';
 export { parseGitOptions, DEFAULT_GIT_OPTIONS, type GitCloneOptions } from './git-options.js';
-export { gitCredentials } from './git-clone.js';
+export { gitCredentials } from './git-credentials.js';
 export { resolveSubPath } from './sub-path.js';
 export { extractContextTar, safeEntryPath, type ExtractOptions, type ExtractStats } from './tar-extract.js';
 export { walkContext, type WalkEntry, type WalkEntryType, type WalkMatcher, type WalkOptions } from './walk.js';

@@ -10,9 +10,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { GantryError, isGantryError, wrapError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { checkoutGitContext, removeGitDir } from './git-clone.js';
 import { parseGitOptions } from './git-options.js';
-import { createHttpTransport } from './http-client.js';
 import { parseContextLocation, redactLocation, type GitSource } from './location.js';
 import { resolveSubPath } from './sub-path.js';
 import { extractContextTar } from './tar-extract.js';
@@ -166,6 +164,7 @@ async function open(location: string, opts: ContextOptions): Promise<OpenedConte
       const source = redactLocation(loc.url);
       const url = loc.url;
       return materialise(opts, source, async (root) => {
+        const { createHttpTransport } = await import('./http-client.js');
         const transport = createHttpTransport(opts.signal ? { signal: opts.signal } : {});
         try {
           logger.log('info', `downloading build context ${source}`);
@@ -188,6 +187,8 @@ async function open(location: string, opts: ContextOptions): Promise<OpenedConte
       const source = gitSourceName(git);
       const gitOpts = parseGitOptions(opts.git);
       return materialise(opts, source, async (root) => {
+        // isomorphic-git is loaded for git contexts only: ~10 ms of every other CLI run.
+        const { checkoutGitContext, removeGitDir } = await import('./git-clone.js');
         const dir = join(root, 'context');
         const gitdir = opts.keepGitDir ? join(dir, '.git') : join(root, 'git');
         const { commit } = await checkoutGitContext({

@@ -202,6 +202,18 @@ test('checkPushPermission: a pull-only account is refused before any build work'
   await checkPushPermission(`${tok.host}/perm/app:1`, { ...FAST, env: { DOCKER_CONFIG: writerDir } });
 });
 
+test('checkPushPermission on a shared client costs one push token, which the push then reuses', async () => {
+  const c = await clientWith({ auths: { [tok.host]: { auth: b64('gantry:pw-gantry') } } });
+  const from = tok.tokenServer.requests.length;
+  await checkPushPermission(`${tok.host}/perm/shared:1`, {}, c);
+  await copyImage(image, undefined, new RegistryImageWriter({ reference: `${tok.host}/perm/shared`, client: c }), { tags: ['t'] });
+  // The cancelled upload session would want a `delete` token: not worth one (nor losing the push token).
+  assert.deepEqual(
+    tok.tokenServer.requests.slice(from).map((r) => r.scopes.join(' ')),
+    ['repository:perm/shared:pull,push'],
+  );
+});
+
 test('token cache: a token is reused until shortly before it expires, then fetched again', async () => {
   const short = await startRegistry({ kind: 'token', expiresInSeconds: 2 });
   try {

@@ -16,6 +16,7 @@ export interface UploadOptions {
 
 /** HEAD the blob: whether the repository already has it (and with the expected size). */
 export async function hasBlob(client: RegistryClient, repo: Repository, desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+  if (client.knowsBlob(repo.registry, repo.repository, desc.digest)) return true;
   const res = await client.request({
     registry: repo.registry,
     method: 'HEAD',
@@ -30,9 +31,10 @@ export async function hasBlob(client: RegistryClient, repo: Repository, desc: De
   });
   await res.body.dump();
   if (res.status === 404) return false;
-  if (res.status !== 200) return true;
   const size = Number(headerValue(res.headers, 'content-length'));
-  return !(Number.isFinite(size) && desc.size >= 0 && size !== desc.size && size !== 0);
+  const present = res.status !== 200 || !(Number.isFinite(size) && desc.size >= 0 && size !== desc.size && size !== 0);
+  if (present) client.rememberBlob(repo.registry, repo.repository, desc.digest);
+  return present;
 }
 
 function locationOf(res: HttpResponse, what: string): URL {
@@ -75,7 +77,10 @@ export async function uploadBlob(client: RegistryClient, repo: Repository, desc:
       signal: opts.signal,
     });
     await res.body.dump();
-    if (res.status === 201) return 'mounted';
+    if (res.status === 201) {
+      client.rememberBlob(repo.registry, repo.repository, desc.digest);
+      return 'mounted';
+    }
     session = sessionOf(res, what);
   }
   const backoff = { attempts: client.options.retries + 1, ...client.options.backoff };
@@ -100,6 +105,7 @@ export async function uploadBlob(client: RegistryClient, repo: Repository, desc:
         } else {
           await monolithic(client, repo, desc, openOnce, current.location, what, opts.signal);
         }
+        client.rememberBlob(repo.registry, repo.repository, desc.digest);
         return 'uploaded';
       } catch (err) {
         if (attempt > client.options.retries || opts.signal?.aborted || !retryable(err)) throw err;
@@ -268,8 +274,9 @@ async function chunked(client: RegistryClient, repo: Repository, desc: Descripto
 }
 
 /** Best-effort cancel of an upload session (e.g. the push-permission probe). */
-export async function cancelUpload(client: RegistryClient, repo: Repository, location: URL, signal?: AbortSignal): Promise<void> {
+export async function cancelUpload(client: RegistryClient, repo: Repository, location: URL, signal?: AbortSignal, opts: { authReplay?: boolean } = {}): Promise<void> {
   const res = await client.request({
+    ...(opts.authReplay === false ? { authReplay: false, retry: false } : {}),
     registry: repo.registry,
     method: 'DELETE',
     path: location,
@@ -285,7 +292,7 @@ export async function cancelUpload(client: RegistryClient, repo: Repository, loc
  * Kaniko checks push access before building so a 40-minute build does not fail at the end: open
  * an upload session (needs a push token and write permission) and cancel it.
  */
-export async function checkPushPermission(client: RegistryClient, repo: Repository, signal?: AbortSignal): Promise<void> {
+export async function checkPushPermission(client: RegistryClient, repo: Repository, signal?: AbortSignal, opts: { waitForCancel?: boolean } = {}): Promise<void> {
   const what = `checking push permission for ${repo.registry}/${repo.repository}`;
   const res = await client.request({
     registry: repo.registry,
@@ -299,5 +306,10 @@ export async function checkPushPermission(client: RegistryClient, repo: Reposito
   });
   await res.body.dump();
   const loc = headerValue(res.headers, 'location');
-  if (loc) await cancelUpload(client, repo, new URL(loc, res.url), signal).catch(() => undefined);
+  if (!loc) return;
+  // The answer is in: cancelling the session is courtesy (registries expire idle sessions), so it
+  // is not waited for unless the client is about to close, and not worth a second token where a
+  // DELETE needs a `delete` scope (as in go-containerregistry's check).
+  const cancelled = cancelUpload(client, repo, new URL(loc, res.url), signal, { authReplay: false }).catch(() => undefined);
+  if (opts.waitForCancel) await cancelled;
 }

@@ -33,6 +33,12 @@ export interface RequestSpec {
   retry?: boolean;
   /** Follow redirects (default true). */
   redirects?: boolean;
+  /**
+   * On a 401, fetch a token for the scopes the registry names and send again (default true).
+   * False for best-effort requests whose failure is harmless: no extra token request, and the
+   * token the other requests share is not thrown away.
+   */
+  authReplay?: boolean;
   /** Response body buffering before the socket is paused (blobs: larger, fewer pause/resume turns). */
   highWaterMark?: number;
   signal?: AbortSignal;
@@ -59,12 +65,26 @@ export class RegistryClient {
   private readonly transport: HttpTransport;
   private readonly auth: Authenticator;
   private readonly endpoints = new Map<string, Promise<Endpoint>>();
+  /** `registry/repository@digest` of blobs seen in or pushed to a repository by this client. */
+  private readonly blobsPresent = new Set<string>();
 
   constructor(options: RegistryOptions | ResolvedRegistryOptions = {}, deps: RegistryClientDeps = {}) {
     this.options = resolveOptions(options);
     this.transport = new HttpTransport(this.options);
     const keychain = deps.keychain ?? new DockerKeychain(this.options);
     this.auth = new Authenticator(keychain, (req) => this.sendWithRetry(req), this.options.userAgent.split('/')[0] ?? 'gantry', this.options.logger);
+  }
+
+  /**
+   * Whether this client already saw the blob in the repository (a HEAD or an upload): a push
+   * that checks the same layers twice (mounts from the cache repository, then the copy) asks once.
+   */
+  knowsBlob(registry: string, repository: string, digest: string): boolean {
+    return this.blobsPresent.has(`${normalizeRegistry(registry)}/${repository}@${digest}`);
+  }
+
+  rememberBlob(registry: string, repository: string, digest: string): void {
+    this.blobsPresent.add(`${normalizeRegistry(registry)}/${repository}@${digest}`);
   }
 
   get authenticator(): Authenticator {
@@ -232,7 +252,7 @@ export class RegistryClient {
       }
       warnings(res, this.options.logger, registry);
       if (spec.expect.includes(res.status)) return res;
-      if (res.status === 401 && !replayedAuth) {
+      if (res.status === 401 && !replayedAuth && spec.authReplay !== false) {
         const challenge = pickChallenge(parseChallenges(res.headers['www-authenticate']));
         if (challenge) {
           await res.body.dump();

@@ -143,11 +143,11 @@ export class RegistryImageWriter implements ImageWriter {
 }
 
 /** Checks that the configured credentials may push to `reference` (Kaniko's pre-build check). */
-export async function checkPushPermission(reference: string | Reference, options: RegistryOptions | ResolvedRegistryOptions = {}, client?: RegistryClient): Promise<void> {
+export async function checkPushPermission(reference: string | Reference, options: RegistryOptions | ResolvedRegistryOptions = {}, client?: RegistryClient, signal?: AbortSignal): Promise<void> {
   const ref = toRef(reference);
   const c = client ?? new RegistryClient(options);
   try {
-    await probePush(c, { registry: ref.registry, repository: ref.repository }, undefined);
+    await probePush(c, { registry: ref.registry, repository: ref.repository }, signal, { waitForCancel: !client });
   } finally {
     if (!client) await c.close();
   }

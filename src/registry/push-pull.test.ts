@@ -172,3 +172,23 @@ test('checkPushPermission opens and cancels an upload session', async () => {
   assert.equal(sessions.length, 1);
   assert.deepEqual(await readdir(join(uploads, sessions[0]!)), ['hashstates']);
 });
+
+test('a client asks about a blob once: after an upload or a HEAD that found it, it knows', async () => {
+  const c = client();
+  const writer = new RegistryImageWriter({ reference: `${proxy.host}/known/app`, client: c });
+  const blob = image.layers[0]!;
+  const heads = () => proxy.hits.filter((h) => h.method === 'HEAD' && h.path === `/v2/known/app/blobs/${blob.digest}`).length;
+  assert.equal(await writer.hasBlob(blob), false);
+  assert.equal(heads(), 1, 'a missing blob is asked about');
+  assert.equal(await writer.hasBlob(blob), false);
+  assert.equal(heads(), 2, 'and asked again: a miss is not remembered');
+  await copyImage(image, undefined, writer, { tags: ['v1'] });
+  const afterPush = heads();
+  assert.equal(await writer.hasBlob(blob), true);
+  assert.equal(heads(), afterPush, 'an uploaded blob is known');
+
+  const other = new RegistryImageWriter({ reference: `${proxy.host}/known/app`, client: client() });
+  assert.equal(await other.hasBlob(blob), true);
+  assert.equal(await other.hasBlob(blob), true);
+  assert.equal(heads(), afterPush + 1, 'another client asks, once');
+});

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { GantryError } from '../util/errors.js';
 import { hasTlsConfig, tlsSettingsFor, type ResolvedRegistryOptions } from './options.js';
@@ -42,6 +41,8 @@ const CONNECTIONS_PER_HOST = 16;
 interface Route {
   /** Direct connections: a node:http(s) keep-alive agent carrying the host's TLS settings. */
   agent?: HttpAgent;
+  /** http.request or https.request, to go with `agent`. */
+  send?: typeof httpRequest;
   /** Through a proxy: an undici ProxyAgent (CONNECT tunnels for https). */
   proxy?: import('undici').Dispatcher;
 }
@@ -89,7 +90,10 @@ export class HttpTransport {
           return { proxy: newProxyAgent({ uri: proxy, requestTls: connect, proxyTunnel: url.protocol === 'https:', connections: CONNECTIONS_PER_HOST }) };
         }
         const agentOpts = { keepAlive: true, maxSockets: CONNECTIONS_PER_HOST, ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}) };
-        return { agent: url.protocol === 'https:' ? new HttpsAgent({ ...agentOpts, ...connect }) : new HttpAgent(agentOpts) };
+        if (url.protocol !== 'https:') return { agent: new HttpAgent(agentOpts), send: httpRequest };
+        // node:https (and node:tls) only for HTTPS hosts: a few ms of start-up a local registry does not need.
+        const https = await import('node:https');
+        return { agent: new https.Agent({ ...agentOpts, ...connect }), send: https.request as typeof httpRequest };
       })();
       route.catch(() => this.routes.delete(key));
       this.routes.set(key, route);
@@ -104,7 +108,7 @@ export class HttpTransport {
     const body = req.body ? await req.body() : undefined;
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
     try {
-      const res = route.proxy ? await this.viaProxy(route.proxy, req, headers, body) : await this.direct(route.agent!, req, headers, body);
+      const res = route.proxy ? await this.viaProxy(route.proxy, req, headers, body) : await this.direct(route.agent!, route.send!, req, headers, body);
       // An early error answer (401, 413, 5xx) leaves a file stream half read: release it now.
       if (res.status >= 300 && isStream(body) && !body.readableEnded) body.destroy();
       return res;
@@ -114,9 +118,8 @@ export class HttpTransport {
     }
   }
 
-  private direct(agent: HttpAgent, req: HttpRequest, headers: Record<string, string>, body: Buffer | string | Readable | undefined): Promise<HttpResponse> {
+  private direct(agent: HttpAgent, send: typeof httpRequest, req: HttpRequest, headers: Record<string, string>, body: Buffer | string | Readable | undefined): Promise<HttpResponse> {
     return new Promise((resolve, reject) => {
-      const send = req.url.protocol === 'https:' ? httpsRequest : httpRequest;
       let r: ClientRequest;
       try {
         r = send(req.url, { method: req.method, headers, agent, ...(req.signal ? { signal: req.signal } : {}), ...(req.highWaterMark ? { highWaterMark: req.highWaterMark } : {}) });

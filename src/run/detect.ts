@@ -119,11 +119,16 @@ function checkInplace(probe?: ContainerProbeOptions): BackendCheck {
 
 /** Which RUN backends can work on this machine, and why (or why not). */
 export async function detectSandbox(opts: { stateDir?: string; probe?: ContainerProbeOptions } = {}): Promise<SandboxDetection> {
-  const checks = [
-    await checkNs(opts.stateDir ?? tmpdir()),
-    await checkRootless(opts.stateDir ?? tmpdir()),
-    checkInplace(opts.probe),
-  ];
+  const stateDir = opts.stateDir ?? tmpdir();
+  // Each probe spawns mount helpers (30-90 ms). Where ns works (root with CAP_SYS_ADMIN) the
+  // rootless probe is skipped: that sandbox is for builders that are not root (the CLI re-executes
+  // only those in a user namespace; createRootlessSandbox refuses to run outside one). Elsewhere
+  // the ns check fails without spawning anything, except inside such a user namespace.
+  const ns = await checkNs(stateDir);
+  const rootless: BackendCheck = ns.usable
+    ? { kind: 'rootless', usable: false, implemented: true, reason: 'not probed: running as root, where the ns sandbox works (rootless is for builders that are not root)' }
+    : await checkRootless(stateDir);
+  const checks = [ns, rootless, checkInplace(opts.probe)];
   return { kind: checks.find((c) => c.usable && c.implemented)?.kind, checks };
 }
 
