@@ -7,11 +7,14 @@
  * inputs are unchanged can still hit (a changed parent key already makes every later key new).
  */
 import { createHash } from 'node:crypto';
-import { posix, relative } from 'node:path';
+import { homedir } from 'node:os';
+import { join, posix, relative } from 'node:path';
+import type { Stats } from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
   cacheKey,
   contextDigest,
+  ContextHashIndex,
   defaultCacheRepo,
   openCacheRepo,
   openCacheStore,
@@ -37,6 +40,47 @@ export interface BuildCache {
   runLayers: boolean;
   copyLayers: boolean;
   platform: Platform;
+  /** Content hashes of context files remembered between builds; undefined = hash everything every time. */
+  contextIndexes?: ContextIndexes;
+}
+
+/** `~/.cache/gantry/context-index`, or `$XDG_CACHE_HOME/gantry/context-index`. */
+export function defaultContextIndexDir(env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
+  return join(base, 'gantry', 'context-index');
+}
+
+/** Index files kept (one per context directory), most recently used first. */
+export const CONTEXT_INDEXES_KEPT = 64;
+
+/**
+ * The on-disk hash indexes of the context directories a build copies from: each is loaded once,
+ * on the first COPY/ADD keyed from it, shared by every later one, and written back (atomically)
+ * after a digest that hashed something, so an unchanged context costs one small read per build.
+ */
+export class ContextIndexes {
+  private readonly loaded = new Map<string, Promise<ContextHashIndex>>();
+
+  constructor(
+    readonly dir: string,
+    readonly logger: Logger,
+  ) {}
+
+  index(root: string): Promise<ContextHashIndex> {
+    let p = this.loaded.get(root);
+    if (!p) {
+      p = ContextHashIndex.open(this.dir, root);
+      this.loaded.set(root, p);
+    }
+    return p;
+  }
+
+  async save(index: ContextHashIndex): Promise<void> {
+    if (!index.dirty) return;
+    await index.save();
+    const removed = await ContextHashIndex.trimDir(this.dir, CONTEXT_INDEXES_KEPT);
+    if (removed > 0) this.logger.log('debug', `context index: removed ${removed} least recently used index files from ${this.dir}`, {});
+  }
 }
 
 /** An image layer backed by a cache entry: `open` fetches the blob only when called. */
@@ -96,18 +140,25 @@ export function lastHistory(config: ImageConfig): History {
   return h[h.length - 1] ?? {};
 }
 
-function fileType(st: import('node:fs').Stats): ContextFile['type'] {
+function fileType(st: Stats): ContextFile['type'] {
   return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
 }
 
 /**
  * contextDigest of exactly the files the sources match (after .dockerignore and --exclude),
  * named relative to the tree's root; owners as the copy will write them (--chown, else 0:0).
+ * With the build cache's context index, files whose stat identity is unchanged since an earlier
+ * build are not read again.
  */
-export async function copiedFilesDigest(tree: SourceTree, sources: readonly string[], excludes: IgnoreMatcher | undefined, owner: { uid: number; gid: number } | undefined): Promise<string> {
+export async function copiedFilesDigest(
+  tree: SourceTree,
+  sources: readonly string[],
+  excludes: IgnoreMatcher | undefined,
+  owner: { uid: number; gid: number } | undefined,
+  cache?: BuildCache,
+): Promise<string> {
   const files = new Map<string, ContextFile>();
-  const add = (host: string, st: import('node:fs').Stats) => {
-    const path = relative(tree.dir, host).split('\\').join('/') || '.';
+  const add = (path: string, st: Stats) => {
     files.set(path, { path, type: fileType(st), stat: st });
   };
   for (const src of sources) {
@@ -115,12 +166,20 @@ export async function copiedFilesDigest(tree: SourceTree, sources: readonly stri
       const entry = await lstatInTree(tree, m, true);
       if (!entry) continue;
       if (excludes && m !== '' && !entry.stat.isDirectory() && excludes.matches(posix.basename(m))) continue;
-      add(entry.host, entry.stat);
-      if (entry.stat.isDirectory()) for (const e of await walkTree(tree, entry, excludes)) add(e.host, e.stat);
+      // Named by where it resolved to (symlinks in the source path followed), as the copy reads it.
+      const base = relative(tree.dir, entry.host).split('\\').join('/');
+      add(base || '.', entry.stat);
+      if (entry.stat.isDirectory()) for (const e of await walkTree(tree, entry, excludes)) add(base ? `${base}/${e.rel}` : e.rel, e.stat);
     }
   }
-  const sorted = [...files.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const r = await contextDigest(tree.dir, sorted, owner ? { owner } : {});
+  // A context materialised for this build only (git, tarball) would leave an index that never hits.
+  const indexes = tree.temporary ? undefined : cache?.contextIndexes;
+  const index = indexes ? await indexes.index(tree.dir) : undefined;
+  const r = await contextDigest(tree.dir, files.values(), { ...(owner ? { owner } : {}), ...(index ? { index } : {}) });
+  if (indexes && index) {
+    await indexes.save(index);
+    indexes.logger.log('debug', `context digest of ${sources.join(' ')}: ${r.stats.files} files, ${r.stats.reused} unchanged (index), ${r.stats.hashed} read`, { ...r.stats });
+  }
   return r.digest;
 }
 
@@ -161,6 +220,10 @@ export interface OpenBuildCacheOptions {
   client: RegistryClient;
   platform: Platform;
   logger: Logger;
+  /** Where context hash indexes live; default defaultContextIndexDir(env); null = none. */
+  contextIndexDir?: string | null;
+  /** For the default directories; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The cache a build uses for its options, or undefined when the cache is off (or has nowhere to live). */
@@ -186,10 +249,13 @@ export function openBuildCache(opts: NonNullable<BuildOptions['cache']>, o: Open
   }
   if (opts.noPush) writer = undefined;
   if (opts.noLookup) readers = [];
-  return {
+  const indexDir = o.contextIndexDir === undefined ? defaultContextIndexDir(o.env ?? process.env) : o.contextIndexDir;
+  const cache: BuildCache = {
     store: new BuildCacheStore(readers, writer),
     runLayers: opts.runLayers ?? true,
     copyLayers: opts.copyLayers ?? false,
     platform: o.platform,
   };
+  if (indexDir !== null && cache.copyLayers) cache.contextIndexes = new ContextIndexes(indexDir, o.logger);
+  return cache;
 }

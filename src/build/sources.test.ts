@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IgnoreMatcher } from '../dockerfile/index.js';
-import { cleanSourcePath, compileComponent, matchSource, walkTree, lstatInTree, type SourceTree } from './sources.js';
+import { byteOrder, cleanSourcePath, compileComponent, matchSource, walkTree, lstatInTree, type SourceTree } from './sources.js';
 
 describe('compileComponent follows Go filepath.Match', () => {
   const cases: Array<[string, string, boolean]> = [
@@ -74,4 +74,26 @@ describe('source matching in a tree', () => {
     const some = (await walkTree(tree, src, new IgnoreMatcher(['lib']))).map((e) => e.rel);
     assert.deepEqual(some, ['main.ts']);
   });
+});
+
+describe('byteOrder sorts names as their UTF-8 bytes do', () => {
+  // UTF-16 order and byte order part ways only for astral characters (surrogates) against U+E000..U+FFFF.
+  const cases: Array<[string, string, string]> = [
+    ['equal', 'a/b', 'a/b'],
+    ['ASCII', 'a.js', 'a/b'],
+    ['prefix first', 'ab', 'abc'],
+    ['case', 'Z', 'a'],
+    ['Latin-1 after ASCII', 'z', 'é'],
+    ['astral after U+FFFD (unlike UTF-16)', '\uFFFD', '😀'],
+    ['astral after U+E000 (unlike UTF-16)', 'x\uE000', 'x😀'],
+    ['two astral characters', '😀', '😁'],
+    ['BMP below surrogates before astral', '中', '😀'],
+  ];
+  for (const [name, a, b] of cases) {
+    it(name, () => {
+      const want = Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      assert.equal(Math.sign(byteOrder(a, b)), want);
+      assert.equal(Math.sign(byteOrder(b, a)), 0 - want);
+    });
+  }
 });

@@ -21,6 +21,8 @@ export interface SourceTree {
   resetOwners: boolean;
   /** Names the tree in messages: `build context`, `stage build`. */
   name: string;
+  /** Materialised for this build only (git, tarball, stdin context): nothing about it is worth remembering. */
+  temporary?: boolean;
 }
 
 /** One path inside a tree, relative, `/`-separated, '' for the root. */
@@ -138,8 +140,18 @@ export async function matchSource(tree: SourceTree, source: string): Promise<str
   return candidates.filter((c) => !isExcluded(tree, c));
 }
 
+/**
+ * UTF-8 byte order without encoding: UTF-16 code units order like UTF-8 bytes except surrogates
+ * against U+E000..U+FFFF, so only a difference at a unit >= 0xD800 needs the bytes.
+ */
 export function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return x < 0xd800 && y < 0xd800 ? (x < y ? -1 : 1) : Buffer.compare(Buffer.from(a), Buffer.from(b));
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 /**
@@ -168,17 +180,16 @@ async function walk(
   // Synchronous listing: thousands of tiny calls in order, where a thread-pool round trip each
   // costs more than the call (see RootWriter).
   const names = readdirSync(host).sort(byteOrder);
+  // `host` is already normalised and a listed name is never `.`, `..` or contains `/`: plain
+  // concatenation gives what join() would, without re-normalising every path.
+  const prefix = host.endsWith('/') ? host : `${host}/`;
   for (const name of names) {
     const childTree = treeRel === '' ? name : `${treeRel}/${name}`;
     const childRel = rel === '' ? name : `${rel}/${name}`;
-    const childHost = join(host, name);
-    let stat: Stats;
-    try {
-      stat = lstatSync(childHost);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw err;
-    }
+    const childHost = prefix + name;
+    // Gone since the listing: skipped, as if listed a moment later.
+    const stat = lstatSync(childHost, { throwIfNoEntry: false });
+    if (!stat) continue;
     const ctx = tree.ignore?.matchesWithParent(childTree, ctxParent);
     const ex = excludes?.matchesWithParent(childRel, exParent);
     const excluded = (ctx?.excluded ?? false) || (ex?.excluded ?? false);

@@ -1,11 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, lstat, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tempDir, type TempDir } from '../testing/tmp.js';
 import { contextDigest, ContextHashIndex, RACY_MARGIN_MS, type ContextFile } from './context-digest.js';
+import { FramedHash } from './framing.js';
 
 let tmp: TempDir;
 before(async () => {
@@ -17,19 +19,31 @@ after(async () => {
 
 const fsCjs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
 
-/** Counts file opens for reading under `root` while `fn` runs (the real reads, not our own stats). */
+/**
+ * Counts file opens for reading under `root` while `fn` runs (the real reads, not our own stats):
+ * small files are read with openSync, large ones streamed.
+ */
 async function countingReads<T>(root: string, fn: () => Promise<T>): Promise<{ result: T; reads: number }> {
-  const original = fsCjs.createReadStream;
+  const stream = fsCjs.createReadStream;
+  const open = fsCjs.openSync;
   let reads = 0;
-  fsCjs.createReadStream = ((path: Parameters<typeof original>[0], opts?: Parameters<typeof original>[1]) => {
+  const count = (path: unknown) => {
     if (String(path).startsWith(root)) reads++;
-    return original(path, opts);
-  }) as typeof original;
+  };
+  fsCjs.createReadStream = ((path: Parameters<typeof stream>[0], opts?: Parameters<typeof stream>[1]) => {
+    count(path);
+    return stream(path, opts);
+  }) as typeof stream;
+  fsCjs.openSync = ((...args: Parameters<typeof open>) => {
+    count(args[0]);
+    return open(...args);
+  }) as typeof open;
   syncBuiltinESMExports();
   try {
     return { result: await fn(), reads };
   } finally {
-    fsCjs.createReadStream = original;
+    fsCjs.createReadStream = stream;
+    fsCjs.openSync = open;
     syncBuiltinESMExports();
   }
 }
@@ -139,4 +153,110 @@ test('a corrupt index file is ignored and replaced', async () => {
   assert.equal(r.stats.hashed, 2);
   const loaded = await ContextHashIndex.load(ContextHashIndex.fileFor(indexDir, root));
   assert.equal(loaded.size, 2);
+});
+
+/** The documented encoding (docs/cache.md), computed the slow, obvious way. */
+function referenceDigest(files: Array<{ path: string; type: string; mode: number; uid: number; gid: number; size: number; sha256?: string; linkname?: string }>): string {
+  const h = new FramedHash();
+  h.value('gantry-context-digest/v1');
+  h.list('files', files, (d, hh) => {
+    hh.field('path', d.path).field('type', d.type).int('mode', d.mode).int('uid', d.uid).int('gid', d.gid).int('size', d.size);
+    hh.field('sha256', d.sha256 ?? '').field('linkname', d.linkname ?? '');
+  });
+  return `sha256:${h.hex()}`;
+}
+
+test('the digest is the framed encoding of every file, so cache keys stay stable (non-ASCII and long names, symlinks, large files)', async () => {
+  const root = join(tmp.path, 'encoding');
+  await mkdir(join(root, 'dir'), { recursive: true });
+  await mkdir(join(root, 'd'.repeat(200)));
+  const big = Buffer.alloc(1024 * 1024 + 17, 'z');
+  // U+E000 sorts before an astral character in UTF-16 but after it in UTF-8.
+  const contents: Record<string, string | Buffer> = { 'plain.txt': 'plain\n', 'ü-名前-😀.txt': 'unicode\n', 'x\uE000': 'e000', 'x😀': 'astral', 'dir/big.bin': big, 'dir/empty': '', [`${'d'.repeat(200)}/${'long'.repeat(50)}`]: 'long' };
+  for (const [name, data] of Object.entries(contents)) await writeFile(join(root, name), data);
+  await symlink('../plain.txt', join(root, 'dir', 'link'));
+  const r = await contextDigest(root, await walk(root), { owner: { uid: 1000, gid: 50 } });
+  const byPath = new Map(r.files.map((f) => [f.path, f]));
+  for (const [name, data] of Object.entries(contents)) {
+    assert.equal(byPath.get(name)?.sha256, createHash('sha256').update(data).digest('hex'), `${name} is hashed whole`);
+  }
+  assert.equal(byPath.get('dir/link')?.linkname, '../plain.txt');
+  const want = [...r.files].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  assert.deepEqual(r.files.map((f) => f.path), want.map((f) => f.path), 'files in UTF-8 byte order');
+  assert.equal(r.digest, referenceDigest(want));
+  assert.equal(r.stats.bytesHashed, big.length + 6 + 8 + 4 + 6 + 4);
+});
+
+test('the index never serves a file rewritten with its old size and mtime, nor a large file that changed', async () => {
+  const root = join(tmp.path, 'same-mtime');
+  await mkdir(root);
+  await writeFile(join(root, 'small'), 'one\n');
+  await writeFile(join(root, 'large'), Buffer.alloc(400 * 1024, 'a'));
+  // Whole seconds, so the rewrite below can put back exactly the same mtime.
+  const mtime = new Date(1_700_000_000_000);
+  await utimes(join(root, 'small'), mtime, mtime);
+  await sleep(RACY_MARGIN_MS + 50);
+  const index = ContextHashIndex.empty();
+  const cold = await contextDigest(root, await walk(root), { index });
+  assert.deepEqual([cold.stats.hashed, cold.stats.reused], [2, 0]);
+  const warm = await contextDigest(root, await walk(root), { index });
+  assert.deepEqual([warm.stats.hashed, warm.stats.reused], [0, 2], 'the large (streamed) file is indexed too');
+
+  const before = await stat(join(root, 'small'));
+  await writeFile(join(root, 'small'), 'two\n');
+  await utimes(join(root, 'small'), before.atime, before.mtime);
+  const large = await readFile(join(root, 'large'));
+  large[1000] = 0x62;
+  await writeFile(join(root, 'large'), large);
+  const after = await stat(join(root, 'small'));
+  assert.deepEqual([after.size, after.mtimeMs], [before.size, before.mtimeMs], 'the rewrite kept size and mtime');
+  await sleep(RACY_MARGIN_MS + 50);
+  const changed = await contextDigest(root, await walk(root), { index });
+  assert.deepEqual([changed.stats.hashed, changed.stats.reused], [2, 0]);
+  assert.notEqual(changed.digest, warm.digest);
+  const byPath = new Map(changed.files.map((f) => [f.path, f.sha256]));
+  assert.equal(byPath.get('small'), createHash('sha256').update('two\n').digest('hex'));
+  assert.equal(byPath.get('large'), createHash('sha256').update(large).digest('hex'));
+});
+
+test('an index saved while entries are still being recorded stays dirty until those are saved too', async () => {
+  const root = join(tmp.path, 'concurrent-save');
+  await mkdir(root);
+  await writeFile(join(root, 'a'), 'a');
+  await writeFile(join(root, 'b'), 'b');
+  await sleep(RACY_MARGIN_MS + 50);
+  const dir = join(tmp.path, 'concurrent-index');
+  const index = await ContextHashIndex.open(dir, root);
+  const files = await walk(root);
+  await contextDigest(root, files.filter((f) => f.path === 'a'), { index });
+  const saving = index.save();
+  await contextDigest(root, files.filter((f) => f.path === 'b'), { index });
+  await saving;
+  assert.equal(index.dirty, true, 'b was recorded after the first save took its snapshot');
+  await index.save();
+  assert.equal(index.dirty, false);
+  assert.equal((await ContextHashIndex.open(dir, root)).size, 2);
+});
+
+test('trimDir keeps the most recently used index files and drops stale temp files', async () => {
+  const dir = join(tmp.path, 'trim');
+  await mkdir(dir);
+  const names = Array.from({ length: 5 }, (_, i) => basename(ContextHashIndex.fileFor(dir, `/ctx/${i}`)));
+  for (const [i, n] of names.entries()) {
+    await writeFile(join(dir, n), '{}');
+    const t = new Date(Date.now() - (10 - i) * 3_600_000);
+    await utimes(join(dir, n), t, t);
+  }
+  const tmpOld = `${names[0]}.tmp-1-x`;
+  const tmpFresh = `${names[1]}.tmp-2-y`;
+  await writeFile(join(dir, tmpOld), '');
+  await utimes(join(dir, tmpOld), new Date(Date.now() - 7_200_000), new Date(Date.now() - 7_200_000));
+  await writeFile(join(dir, tmpFresh), '');
+  await writeFile(join(dir, 'unrelated'), '');
+  // Opening marks an index used: the oldest becomes the newest.
+  await ContextHashIndex.open(dir, '/ctx/0');
+  assert.equal(await ContextHashIndex.trimDir(dir, 3), 3);
+  assert.deepEqual((await readdir(dir)).sort(), [names[0]!, names[3]!, names[4]!, tmpFresh, 'unrelated'].sort());
+  assert.equal(await ContextHashIndex.trimDir(dir, 3), 0);
+  await rm(dir, { recursive: true });
 });

@@ -1,11 +1,13 @@
 /**
  * `gantry prune`: frees the disk space gantry's local caches use: the directories of
- * `RUN --mount=type=cache` (run cache) and the store of unpacked base layers. Registry and
+ * `RUN --mount=type=cache` (run cache), the store of unpacked base layers and the build-context
+ * hash indexes (one small file per context directory). Registry and
  * `type=local` layer caches are not touched: they are shared, and their owner prunes them.
  */
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { defaultContextIndexDir } from '../build/cache.js';
 import { defaultRunCacheDir } from '../build/run-context.js';
 import { UnpackedLayerStore } from '../cache/layer-store.js';
 import { GantryError } from '../util/errors.js';
@@ -18,12 +20,14 @@ const flags: FlagSpec[] = [
   { name: 'dry-run', kind: 'bool', help: 'print what would be removed, remove nothing' },
   { name: 'run-cache-dir', kind: 'string', valueName: 'dir', help: 'the RUN cache directory (default ~/.cache/gantry/run-cache)' },
   { name: 'layer-store', kind: 'string', valueName: 'dir', help: 'the unpacked-layer store (default ~/.cache/gantry/layers)' },
+  { name: 'context-index-dir', kind: 'string', valueName: 'dir', help: 'the build-context hash indexes (default ~/.cache/gantry/context-index)' },
   { name: 'help', short: 'h', kind: 'bool', help: 'show this help' },
 ];
 
 const USAGE = 'gantry prune [flags]';
-const DESCRIPTION = `Removes gantry's local caches: the RUN --mount=type=cache directories and the unpacked base
-layers. Entries are removed least recently used first. Do not run it while a build is running.`;
+const DESCRIPTION = `Removes gantry's local caches: the RUN --mount=type=cache directories, the unpacked base
+layers and the build-context hash indexes (they only spare re-reading unchanged context files).
+Entries are removed least recently used first. Do not run it while a build is running.`;
 
 /** `~/.cache/gantry/layers`, or `$XDG_CACHE_HOME/gantry/layers`. */
 export function defaultLayerStoreDir(env: NodeJS.ProcessEnv): string {
@@ -42,8 +46,8 @@ export function parseSize(text: string): number {
 }
 
 export interface PruneEntry {
-  kind: 'run-cache' | 'layer';
-  /** Cache mount directory name, or layer diffID. */
+  kind: 'run-cache' | 'layer' | 'context-index';
+  /** Cache mount directory name, layer diffID, or index file name. */
   name: string;
   path: string;
   bytes: number;
@@ -63,6 +67,24 @@ async function treeBytes(path: string): Promise<number> {
   let total = 0;
   for (const name of await readdir(path).catch(() => [] as string[])) total += await treeBytes(join(path, name));
   return total;
+}
+
+/** The index files (and temp files of interrupted writes) of the context-index directory. */
+async function contextIndexEntries(dir: string): Promise<PruneEntry[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new GantryError('IO', `reading the context index directory ${dir}: ${(err as Error).message}`, { hint: 'check its permissions, or pass --context-index-dir' });
+  }
+  const out: PruneEntry[] = [];
+  for (const name of names.filter((n) => /^context-[0-9a-f]+\.json/.test(n))) {
+    const path = join(dir, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isFile()) out.push({ kind: 'context-index', name, path, bytes: st.size, lastUsed: st.mtime });
+  }
+  return out;
 }
 
 async function runCacheEntries(dir: string): Promise<PruneEntry[]> {
@@ -130,14 +152,15 @@ export async function pruneCommand(args: string[], io: CliIO): Promise<number> {
   });
 
   const layerEntries: PruneEntry[] = (await layers.list()).map((l) => ({ kind: 'layer', name: l.diffId, path: l.path, bytes: l.bytes, lastUsed: l.lastUsed }));
-  const plan = planPrune([...(await runCacheEntries(runCacheDir)), ...layerEntries], keepBytes);
+  const indexDir = (p.values['context-index-dir'] as string | undefined) || defaultContextIndexDir(io.env);
+  const plan = planPrune([...(await runCacheEntries(runCacheDir)), ...layerEntries, ...(await contextIndexEntries(indexDir))], keepBytes);
   const freed = plan.remove.reduce((s, e) => s + e.bytes, 0);
   for (const e of plan.remove) io.stdout(`${dryRun ? 'would remove' : 'removed'} ${e.kind} ${e.name} (${human(e.bytes)})\n`);
 
   if (!dryRun) {
-    for (const e of plan.remove.filter((x) => x.kind === 'run-cache')) {
+    for (const e of plan.remove.filter((x) => x.kind === 'run-cache' || x.kind === 'context-index')) {
       await rm(e.path, { recursive: true, force: true, maxRetries: 2 }).catch((err: Error) => {
-        throw new GantryError('IO', `removing the RUN cache entry ${e.path}: ${err.message}`, { hint: 'check its permissions and remove it by hand' });
+        throw new GantryError('IO', `removing the ${e.kind === 'run-cache' ? 'RUN cache entry' : 'context index'} ${e.path}: ${err.message}`, { hint: 'check its permissions and remove it by hand' });
       });
     }
     // Layers go through the store (atomic rename first, size files, interrupted unpacks); its LRU
