@@ -177,8 +177,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         logger.log('warn', `building in place with the work directory ${workDir}: it is kept out of layers, but a RUN that deletes it (rm -rf /tmp/*) breaks the build; pass a work directory under /kaniko (--kaniko-dir)`);
       }
     }
-    const context: SourceTree = { dir: ctx.dir, ignore: ignore.matcher, resetOwners: true, name: 'build context' };
-    if (options.cache?.enabled) cache = openBuildCache(options.cache, { destinations, client, platform: plan.targetPlatform, logger });
+    // A context extracted for this build only gets no hash index: it would never be hit again.
+    const context: SourceTree = { dir: ctx.dir, ignore: ignore.matcher, resetOwners: true, name: 'build context', ...(ctx.temporary ? { temporary: true } : {}) };
+    if (options.cache?.enabled) cache = openBuildCache(options.cache, { destinations, client, platform: plan.targetPlatform, logger, env });
 
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);
     const created = options.reproducible ? new Date((epoch ?? 0) * 1000) : epoch !== undefined ? new Date(epoch * 1000) : now;
@@ -214,6 +215,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       run: runContext,
       ...(cache ? { cache } : {}),
       layerIndex: new LayerIndexStore(defaultLayerIndexDir(env)),
+      ...(baseCache ? { baseImages: baseCache } : {}),
       // Not in place: the store would sit inside the root that is wiped and snapshotted.
       unpackedLayers: runContext.inplace ? undefined : openUnpackedLayerStore(env, logger),
       stageLabel: (i) => (single ? '' : `${plan.stages[i]!.name ?? `stage-${i}`} `),

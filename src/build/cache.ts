@@ -256,6 +256,7 @@ export function openBuildCache(opts: NonNullable<BuildOptions['cache']>, o: Open
     copyLayers: opts.copyLayers ?? false,
     platform: o.platform,
   };
-  if (indexDir !== null && cache.copyLayers) cache.contextIndexes = new ContextIndexes(indexDir, o.logger);
+  // COPY keys and RUN bind-mount keys both digest context files.
+  if (indexDir !== null && (cache.copyLayers || cache.runLayers)) cache.contextIndexes = new ContextIndexes(indexDir, o.logger);
   return cache;
 }

@@ -225,11 +225,16 @@ export async function pushImage(image: BuiltImage, destination: string, opts: Pu
       if (attempt === 0 && opts.uploads) await opts.uploads.wait(destination, image.layerDigests());
       // Cached layers on the destination's registry are mounted from the cache repository
       // instead of streamed through us; copyImage then finds them present.
-      for (const { layer, source } of image.cachedLayers()) {
-        if (source.registry !== ref.registry || source.repository === ref.repository) continue;
-        if (await writer.hasBlob(layer.descriptor, opts.signal)) continue;
-        await writer.writeBlob(layer.descriptor, () => layer.open(opts.signal), { ...(opts.signal ? { signal: opts.signal } : {}), mountFrom: source });
-      }
+      // All at once: each is a round trip or two, and they would otherwise queue on the critical path.
+      const mounts = await Promise.allSettled(
+        image.cachedLayers().map(async ({ layer, source }) => {
+          if (source.registry !== ref.registry || source.repository === ref.repository) return;
+          if (await writer.hasBlob(layer.descriptor, opts.signal)) return;
+          await writer.writeBlob(layer.descriptor, () => layer.open(opts.signal), { ...(opts.signal ? { signal: opts.signal } : {}), mountFrom: source });
+        }),
+      );
+      const failed = mounts.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+      if (failed) throw failed.reason;
       await writeTo(image, writer, tagsOf(ref), copyOpts);
       return image.manifest.digest;
     } catch (err) {

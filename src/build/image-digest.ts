@@ -16,7 +16,7 @@ export function imageManifestDigest(s: BuildSession, ref: string): Promise<strin
   if (!p) {
     p = (async () => {
       try {
-        const img = await resolveImage(ref, s.plan.targetPlatform, s.client, s.signal);
+        const img = await resolveImage(ref, s.plan.targetPlatform, s.client, s.signal, s.baseImages);
         await img.reader.close?.();
         return img.manifestRaw.digest;
       } catch (err) {

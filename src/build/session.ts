@@ -1,6 +1,7 @@
 import type { BuildPlan, Instruction, PlannedStage } from '../dockerfile/index.js';
 import type { UnpackedLayerStore } from '../cache/layer-store.js';
 import type { LayerIndexStore } from '../fs/index.js';
+import type { BaseImageCache } from '../cache/index.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { Logger } from '../util/logger.js';
 import type { ResolvedImage } from './base.js';
@@ -61,6 +62,8 @@ export interface BuildSession {
   stageLabel(index: number): string;
   /** The layer cache (--cache), when on. */
   cache?: BuildCache;
+  /** Warmed base images (--cache-dir), for every image the build resolves. */
+  baseImages?: BaseImageCache;
   /** Indexes of layers (paths and metadata), kept across builds: see path-root.ts. */
   layerIndex?: LayerIndexStore;
   /** Layers unpacked once per machine and hard-linked into stage roots (layer-farm.ts); off when undefined. */

@@ -39,6 +39,8 @@ export interface OpenedContext {
   cleanup(): Promise<void>;
   /** The commit checked out, for git contexts. */
   gitCommit?: string;
+  /** Extracted or cloned into a fresh directory for this build (nothing about it outlives the build). */
+  temporary?: boolean;
 }
 
 const noCleanup = async () => undefined;
@@ -100,7 +102,7 @@ async function materialise(
   try {
     const { dir, gitCommit } = await fill(root);
     const finalDir = opts.subPath ? await resolveSubPath(dir, opts.subPath, source) : dir;
-    const out: OpenedContext = { dir: finalDir, source, cleanup: () => removeTree(root) };
+    const out: OpenedContext = { dir: finalDir, source, cleanup: () => removeTree(root), temporary: true };
     if (gitCommit) out.gitCommit = gitCommit;
     return out;
   } catch (err) {
