@@ -15,7 +15,7 @@ const allowed = {
   cache: ['util', 'oci', 'registry', 'archive'],
   context: ['util', 'dockerfile', 'archive'],
   build: ['dockerfile', 'oci', 'archive', 'registry', 'fs', 'run', 'cache', 'context', 'util'],
-  cli: ['build', 'util', 'dockerfile', 'oci', 'registry', 'archive', 'context', 'run', 'cache'],
+  cli: ['build', 'util', 'dockerfile', 'oci', 'registry', 'archive', 'context', 'run', 'cache', 'fs'],
   action: ['build', 'util', 'registry', 'oci', 'run'],
   testing: null, // anything
 };

@@ -45,6 +45,7 @@ import { keptXattrs } from '../fs/unpack/xattrs.js';
 import { resolveComponentsInRoot, unpackLayer } from '../fs/unpack/index.js';
 import { GantryError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { lstatOrUndefined } from '../fs/index.js';
 
 /** The store's default size: the uncompressed size of a handful of large base images. */
 export const DEFAULT_LAYER_STORE_BYTES = 10 * 1024 ** 3;
@@ -143,15 +144,6 @@ export function parseByteSize(text: string): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
-}
 
 function removePath(host: string, st: Stats): void {
   if (st.isDirectory()) rmSync(host, { recursive: true, force: true });

@@ -28,7 +28,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   build: { summary: 'build a Dockerfile (docker buildx build-style flags)', load: async () => (await import('./build.js')).buildCommand },
   inspect: { summary: 'print an image\'s manifest (or config) as JSON', load: async () => (await import('./inspect.js')).inspectCommand },
   copy: { summary: 'copy an image between registries, oci: layouts and docker-archive: files', load: async () => (await import('./copy.js')).copyCommand },
-  prune: { summary: 'remove the RUN cache directories and unpacked layers kept on this machine', load: async () => (await import('./prune.js')).pruneCommand },
+  prune: { summary: 'remove gantry\'s local caches (RUN cache mounts, unpacked layers, indexes, code cache)', load: async () => (await import('./prune.js')).pruneCommand },
   version: { summary: 'print the version', load: async () => async (_a, io) => (io.stdout(`gantry ${version()}\n`), 0) },
 };
 

@@ -113,6 +113,100 @@ describe('gantry prune', () => {
   });
 });
 
+describe('gantry prune: every local cache', () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'gantry-prune-all-'));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const hour = 3600 * 1000;
+  /** One entry in each of the five caches, each 1000 bytes, used 5, 4, 3, 2 and 1 hours ago. */
+  async function fiveCaches(): Promise<string> {
+    const home = await mkdtemp(join(root, 'home-'));
+    const base = join(home, '.cache', 'gantry');
+    const files: Array<{ path: string; age: number; dir?: boolean }> = [
+      { path: join(base, 'run-cache', 'apt'), age: 5, dir: true },
+      { path: join(base, 'layers', HEX('c')), age: 4, dir: true },
+      { path: join(base, 'context-index', 'context-0123abcd.json'), age: 3 },
+      { path: join(base, 'layer-index', `${HEX('d')}.json`), age: 2 },
+      { path: join(base, 'code-cache', '0123456789abcdef.bin'), age: 1 },
+    ];
+    for (const f of files) {
+      const file = f.dir ? join(f.path, 'data') : f.path;
+      await mkdir(join(file, '..'), { recursive: true });
+      await writeFile(file, Buffer.alloc(1000));
+      if (f.path.includes('/layers/')) await writeFile(`${f.path}.size`, '1000');
+      const t = new Date(Date.now() - f.age * hour);
+      await utimes(f.path, t, t);
+    }
+    return home;
+  }
+  async function left(home: string): Promise<string[]> {
+    const base = join(home, '.cache', 'gantry');
+    const out: string[] = [];
+    for (const d of ['run-cache', 'layers', 'context-index', 'layer-index', 'code-cache']) {
+      for (const n of await readdir(join(base, d)).catch(() => [] as string[])) if (!n.endsWith('.size')) out.push(d);
+    }
+    return out;
+  }
+
+  const cases: Array<{ name: string; args: string[]; left: string[]; outHas: RegExp[] }> = [
+    {
+      name: 'removes all five caches by default, with a summary line each',
+      args: [],
+      left: [],
+      outHas: [/^run-cache: freed 1\.0kB \(1 entry\) in /m, /^layers: freed 1\.0kB \(1 entry\)/m, /^context-index: freed 1\.0kB/m, /^layer-index: freed 1\.0kB \(1 entry\)/m, /^code-cache: freed 1\.0kB/m, /total reclaimed space: 5\.0kB \(5 entries\)/],
+    },
+    { name: '--keep-storage keeps the most recently used entries whatever cache they are in', args: ['--keep-storage=2500'], left: ['layer-index', 'code-cache'], outHas: [/^layers: freed 1\.0kB/m, /^layer-index: freed 0B \(0 entries, 1 kept\)/m, /3 entries, 2 kept/] },
+    { name: '--older-than removes only what was not used for that long', args: ['--older-than=150m'], left: ['layer-index', 'code-cache'], outHas: [/^context-index: freed 1\.0kB/m, /^code-cache: freed 0B \(0 entries, 1 kept\)/m] },
+    { name: '--older-than and --keep-storage together: old ones, then more until the rest fits', args: ['--older-than=270m', '--keep-storage=1500'], left: ['code-cache'], outHas: [/4 entries, 1 kept/] },
+    { name: '--all wins over --older-than and --keep-storage', args: ['--all', '--older-than=100h', '--keep-storage=1GB'], left: [], outHas: [/5 entries\)/] },
+    { name: '--dry-run prints the same summary and removes nothing', args: ['--dry-run', '--keep-storage=2500'], left: ['run-cache', 'layers', 'context-index', 'layer-index', 'code-cache'], outHas: [/^layers: would free 1\.0kB \(1 entry\)/m, /^layer-index: would free 0B \(0 entries, 1 kept\)/m, /would free: 3\.0kB/] },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const home = await fiveCaches();
+      const r = await prune(home, c.args);
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(await left(home), c.left);
+      for (const re of c.outHas) assert.match(r.out, re);
+    });
+  }
+
+  it('rejects an invalid --older-than as a usage error', async () => {
+    const r = await prune(await mkdtemp(join(root, 'usage-')), ['--older-than=7d']);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /7d/);
+  });
+
+  it('--cache-dir removes only warms of killed warmers, never cached images', async () => {
+    const home = await mkdtemp(join(root, 'home-'));
+    const cacheDir = join(home, 'kaniko-cache');
+    const old = new Date(Date.now() - 2 * hour);
+    // warm-downloading: an old directory, but a blob still being written below it.
+    for (const d of ['tmp/warm-killed', 'tmp/warm-running', 'tmp/warm-downloading', 'images/sha256-' + HEX('e')]) {
+      await mkdir(join(cacheDir, 'gantry', d), { recursive: true });
+      await writeFile(join(cacheDir, 'gantry', d, 'blob'), Buffer.alloc(700));
+    }
+    for (const p of ['tmp/warm-killed/blob', 'tmp/warm-killed', 'tmp/warm-downloading', 'images/sha256-' + HEX('e') + '/blob', 'images/sha256-' + HEX('e')]) await utimes(join(cacheDir, 'gantry', p), old, old);
+    const dry = await prune(home, ['--cache-dir', cacheDir, '--dry-run']);
+    assert.match(dry.out, /warms of killed warmers only\): would free 700B \(1 entry\)/);
+    assert.deepEqual((await readdir(join(cacheDir, 'gantry', 'tmp'))).sort(), ['warm-downloading', 'warm-killed', 'warm-running']);
+    const r = await prune(home, ['--cache-dir', cacheDir]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual((await readdir(join(cacheDir, 'gantry', 'tmp'))).sort(), ['warm-downloading', 'warm-running']);
+    assert.deepEqual(await readdir(join(cacheDir, 'gantry', 'images')), ['sha256-' + HEX('e')]);
+  });
+
+  it('lists every cache in --help', async () => {
+    const r = await prune(root, ['--help']);
+    for (const word of ['run-cache', 'layers', 'context-index', 'layer-index', 'code-cache', '--older-than', '--cache-dir']) assert.match(r.out, new RegExp(word));
+  });
+});
+
 describe('parseSize', () => {
   const cases: Array<[string, number]> = [
     ['1024', 1024],

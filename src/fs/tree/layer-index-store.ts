@@ -5,7 +5,7 @@
  * layers. It is a cache: unreadable or foreign files count as missing, failed writes are ignored.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { IndexEntry, IndexEntryType, LayerIndex } from './path-tree.js';
@@ -72,7 +72,12 @@ export class LayerIndexStore {
     } catch {
       return undefined;
     }
-    if (index) this.mem.set(diffId, index);
+    if (index) {
+      this.mem.set(diffId, index);
+      // The mtime is the last use, so pruning drops the indexes of layers no build needs any more.
+      const now = new Date();
+      void utimes(this.file(diffId), now, now).catch(() => undefined);
+    }
     return index;
   }
 
@@ -101,4 +106,74 @@ export class LayerIndexStore {
   async flush(): Promise<void> {
     await Promise.allSettled([...this.writes]);
   }
+}
+
+export interface StoredLayerIndexInfo {
+  /** File name: the diffID's hex, or a temporary file of an interrupted save (`*.tmp`). */
+  name: string;
+  path: string;
+  bytes: number;
+  /** File mtime: written, or last read by a build. */
+  lastUsed: Date;
+}
+
+export interface LayerIndexPruneOptions {
+  /** Remove every index. */
+  all?: boolean;
+  /** Remove indexes not used for this long. */
+  olderThanMs?: number;
+  /** Then remove least recently used ones until the total fits. */
+  maxBytes?: number;
+  now?: Date;
+}
+
+/** A save still running is recent; older temporary files belong to killed builds. */
+const STALE_TMP_MS = 3600_000;
+
+/** Every index file (and temporary file) in `dir`; none when it does not exist. */
+export async function listLayerIndexes(dir: string): Promise<StoredLayerIndexInfo[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: StoredLayerIndexInfo[] = [];
+  for (const name of names) {
+    if (!name.endsWith('.json') && !name.endsWith('.tmp')) continue;
+    const path = join(dir, name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isFile()) out.push({ name, path, bytes: st.size, lastUsed: st.mtime });
+  }
+  return out;
+}
+
+/**
+ * Removes layer indexes: all, those unused for `olderThanMs`, then least recently used ones until
+ * the rest fits in `maxBytes` (the layer store's rules). Temporary files of interrupted saves go
+ * once they are an hour old. A build reading a removed index meanwhile only reads the layer again.
+ */
+export async function pruneLayerIndexes(dir: string, opts: LayerIndexPruneOptions = {}): Promise<{ removed: string[]; freedBytes: number }> {
+  const now = (opts.now ?? new Date()).getTime();
+  const files = (await listLayerIndexes(dir)).sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime());
+  const result = { removed: [] as string[], freedBytes: 0 };
+  let total = files.reduce((s, f) => s + f.bytes, 0);
+  for (const f of files) {
+    const age = now - f.lastUsed.getTime();
+    const staleTmp = f.name.endsWith('.tmp') && age > STALE_TMP_MS;
+    const old = opts.olderThanMs !== undefined && age > opts.olderThanMs;
+    const over = opts.maxBytes !== undefined && total > opts.maxBytes;
+    if (!(opts.all || staleTmp || old || over)) continue;
+    try {
+      await rm(f.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      continue;
+    }
+    result.removed.push(f.name);
+    result.freedBytes += f.bytes;
+    total -= f.bytes;
+  }
+  return result;
 }

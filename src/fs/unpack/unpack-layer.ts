@@ -28,6 +28,7 @@ import { IgnoreList } from './ignore-list.js';
 import { resolveComponentsInRoot } from './resolve-in-root.js';
 import { makeDeviceNode, makeFifo } from './special-files.js';
 import { applyXattrs, findExecutable, keptXattrs, setfattrMissing } from './xattrs.js';
+import { lstatOrUndefined } from '../stat.js';
 
 export interface UnpackOptions {
   /** Names the layer in errors, e.g. its digest. */
@@ -486,15 +487,6 @@ class LayerApplier {
   }
 }
 
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
-}
 
 function makeTreeWritable(dir: string): void {
   chmodSync(dir, 0o700);
