@@ -45,11 +45,8 @@ function runBundle(file, st) {
  * Returns undefined (plain require) where this cannot work.
  */
 function compileWithCodeCache(file, st) {
-  // The bundle's one import() (the optional zstd-napi, src/archive/compression.ts) needs the main
-  // context's loader: Node prints an ExperimentalWarning the first time it is used, and releases
-  // before 20.12 do not have it (no code cache there).
-  const dynamicImport = vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  if (!dynamicImport) return undefined;
+  // The bundle makes no import() call (scripts/image/bundle.mjs refuses one): on Node 20 a function
+  // restored from a code cache has no dynamic-import callback, whatever the Script was given.
   let dir;
   try {
     dir = join(process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache'), 'gantry', 'code-cache');
@@ -74,7 +71,7 @@ function compileWithCodeCache(file, st) {
   } catch {
     // none yet, or unreadable: compile without
   }
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, ...(cachedData ? { cachedData } : {}), importModuleDynamically: dynamicImport });
+  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, ...(cachedData ? { cachedData } : {}) });
   if (!cachedData || script.cachedDataRejected || (building && !fromBuild)) {
     process.once('exit', () => {
       const tmp = `${cacheFile}.${process.pid}`;

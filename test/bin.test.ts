@@ -180,3 +180,22 @@ describe('the code cache of the bundle', () => {
     assert.deepEqual(await readFile(await cacheFile()), full, 'kept by later runs of either kind');
   });
 });
+
+// Functions restored from a V8 code cache on Node 20 have no dynamic-import callback: a lazy
+// import() in the bundle worked on the run that wrote the cache and threw on every later one.
+test('the real bundle reaches an HTTPS registry on a run that uses its code cache', async () => {
+  const tmp = await tempDir('bin-https-cached');
+  try {
+    const env = { XDG_CACHE_HOME: join(tmp.path, 'cache'), HOME: tmp.path };
+    const bin = join(REPO, 'bin', 'gantry.js');
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await node([bin, 'inspect', '127.0.0.1:1/nothing:here'], undefined, env));
+    for (const r of runs) {
+      assert.notEqual(r.code, 0);
+      assert.doesNotMatch(r.stderr, /DYNAMIC_IMPORT|dynamic import/i);
+      assert.match(r.stderr, /ECONNREFUSED|connect/i);
+    }
+  } finally {
+    await tmp.cleanup();
+  }
+});

@@ -69,6 +69,12 @@ export async function bundleCli({ repoRoot, outfile }) {
     const text = await esbuild.formatMessages(result.warnings, { kind: 'warning' });
     throw new Error(`esbuild warnings while bundling the CLI:\n${text.join('\n')}`);
   }
+  // No import() may survive bundling: bin/gantry.js compiles the bundle from a V8 code cache, and
+  // on Node 20 functions restored from one have no dynamic-import callback (the call throws
+  // ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING). Built-ins and optional packages use require.
+  const code = await readFile(outfile, 'utf8');
+  const dynamic = code.split('\n').flatMap((line, i) => (!/^\s*(\*|\/\/)/.test(line) && /(^|[^{|<\w$.])import\(/.test(line) ? [`${i + 1}: ${line.trim()}`] : []));
+  if (dynamic.length > 0) throw new Error(`the bundle still calls import() (use require; see src/util/builtin.ts):\n${dynamic.slice(0, 5).join('\n')}`);
   const out = Object.values(result.metafile.outputs)[0];
   return { bytes: out.bytes, inputs: Object.keys(result.metafile.inputs).length, version: pkg.version };
 }

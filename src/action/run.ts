@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { build, type BuildResult } from '../build/index.js';
 import { GantryError, wrapError } from '../util/errors.js';
@@ -128,6 +128,9 @@ export async function run(env: NodeJS.ProcessEnv = process.env, probes: RunnerPr
       // Under sudo: what the step writes for later steps goes back to the runner's user.
       options.cacheDir = runCacheDir(env);
       await mkdirOwned(options.cacheDir, owner);
+      // Caches of image files (unpacked layers keep the image's owners: never chowned) and the
+      // indexes beside them are root's, in root's own cache directory, not the runner's home.
+      options.env = { ...env, XDG_CACHE_HOME: join(userInfo().homedir, '.cache') };
       for (const p of [options.ociLayoutPath, options.tarPath, options.defaultOutputDir]) if (typeof p === 'string') owned.push(p);
       // A type=local cache-to directory is read back by a later step (actions/cache) as the runner's user.
       for (const spec of options.cache?.to ?? []) {

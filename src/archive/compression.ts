@@ -23,6 +23,9 @@ import zlib from 'node:zlib';
 import { GantryError } from '../util/errors.js';
 import { ChildCodec } from './child-codec.js';
 import { ParallelGzip } from './parallel-gzip.js';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
 
 export type Compression = 'gzip' | 'zstd' | 'bzip2' | 'xz' | 'none';
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -94,13 +97,16 @@ let zstdNapi: Promise<ZstdNapi | undefined> | undefined;
 function loadZstdNapi(): Promise<ZstdNapi | undefined> {
   // A variable specifier keeps TypeScript (and bundlers) from resolving the optional package.
   const name = 'zstd-napi';
-  zstdNapi ??= import(name).then(
-    (m: Partial<ZstdNapi> & { default?: Partial<ZstdNapi> }) => {
-      const mod = m.CompressStream ? m : m.default;
-      return mod?.CompressStream && mod.DecompressStream ? (mod as ZstdNapi) : undefined;
-    },
-    () => undefined,
-  );
+  // require, not import(): see src/util/builtin.ts (the bundled CLI has no dynamic-import callback).
+  zstdNapi ??= Promise.resolve()
+    .then(() => require(name) as Partial<ZstdNapi> & { default?: Partial<ZstdNapi> })
+    .then(
+      (m) => {
+        const mod = m.CompressStream ? m : m.default;
+        return mod?.CompressStream && mod.DecompressStream ? (mod as ZstdNapi) : undefined;
+      },
+      () => undefined,
+    );
   return zstdNapi;
 }
 

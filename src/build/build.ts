@@ -67,8 +67,7 @@ function sourceDateEpoch(opts: BuildOptions, env: NodeJS.ProcessEnv): number | u
  * layer: its work dir, the context, DOCKER_CONFIG, the RUN cache dir and the outputs.
  */
 function builderDirs(options: BuildOptions, env: NodeJS.ProcessEnv, workDir: string, contextDir: string, cacheDir: string): string[] {
-  // The layer index store (src/fs/tree) lives under HOME, which is inside the root here.
-  const dirs = [workDir, contextDir, cacheDir, defaultLayerIndexDir(env)];
+  const dirs = [workDir, contextDir, cacheDir];
   // Credentials are read again at push time, after the wipes: keep where they live.
   const docker = env.DOCKER_CONFIG || options.registry?.dockerConfigDir || (env.HOME ? join(env.HOME, '.docker') : undefined);
   if (docker) dirs.push(resolve(docker));
@@ -179,7 +178,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     // A context extracted for this build only gets no hash index: it would never be hit again.
     const context: SourceTree = { dir: ctx.dir, ignore: ignore.matcher, resetOwners: true, name: 'build context', ...(ctx.temporary ? { temporary: true } : {}) };
-    if (options.cache?.enabled) cache = openBuildCache(options.cache, { destinations, client, platform: plan.targetPlatform, logger, env });
+    // In place, HOME is inside the root that RUNs snapshot: indexes then live in the work dir,
+    // for this build only (a Kaniko pod builds once anyway).
+    const local = (name: string, dir: string) => (runContext.inplace ? join(workDir, name) : dir);
+    if (options.cache?.enabled) {
+      cache = openBuildCache(options.cache, { destinations, client, platform: plan.targetPlatform, logger, env, ...(runContext.inplace ? { contextIndexDir: local('context-index', '') } : {}) });
+    }
 
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);
     const created = options.reproducible ? new Date((epoch ?? 0) * 1000) : epoch !== undefined ? new Date(epoch * 1000) : now;
@@ -214,7 +218,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       steps,
       run: runContext,
       ...(cache ? { cache } : {}),
-      layerIndex: new LayerIndexStore(defaultLayerIndexDir(env)),
+      layerIndex: new LayerIndexStore(local('layer-index', defaultLayerIndexDir(env))),
       ...(baseCache ? { baseImages: baseCache } : {}),
       // Not in place: the store would sit inside the root that is wiped and snapshotted.
       unpackedLayers: runContext.inplace ? undefined : openUnpackedLayerStore(env, logger),

@@ -4,6 +4,7 @@ import { formatHelp, parseFlags, UsageError, type FlagSpec } from './flags.js';
 import { openImageReader, openImageWriter, parseImageLocation } from './locations.js';
 import { registryFlags, registryOptionsFromFlags } from './registry-flags.js';
 import type { CliIO } from './main.js';
+import { writeFile } from 'node:fs/promises';
 
 const flags: FlagSpec[] = [
   { name: 'platform', kind: 'string', valueName: 'os/arch[/variant]', help: 'copy only this platform of a multi-platform image' },
@@ -51,7 +52,6 @@ export async function copyCommand(args: string[], io: CliIO): Promise<number> {
     const result = await copyImage(reader, ref, writer, { tags, concurrency, ...(platform ? { platform } : {}) });
     await writer.commit?.();
     if (p.values['digest-file']) {
-      const { writeFile } = await import('node:fs/promises');
       await writeFile(p.values['digest-file'] as string, result.digest);
     }
     io.stdout(`${result.digest}\n`);

@@ -5,6 +5,7 @@ import { GantryError } from '../util/errors.js';
 import { hasTlsConfig, tlsSettingsFor, type ResolvedRegistryOptions } from './options.js';
 import { normalizeRegistry, registryApiHost } from './reference.js';
 import { proxyForUrl } from './proxy.js';
+import { builtin } from '../util/builtin.js';
 
 /** Request bodies are factories so every retry, redirect and auth replay sends the whole body again. */
 export type BodyFactory = () => Buffer | string | Readable | Promise<Buffer | string | Readable>;
@@ -76,7 +77,7 @@ export class HttpTransport {
         const tls = await tlsSettingsFor(this.opts, this.settingsKey(url, fallback));
         // A `ca` replaces the system roots; registries with a private CA still redirect to public
         // storage, so keep both (as Kaniko does). node:tls is loaded only when a CA is given.
-        const ca = tls.ca ? [...(await import('node:tls')).rootCertificates, ...tls.ca.map((b) => b.toString('utf8'))] : undefined;
+        const ca = tls.ca ? [...builtin<typeof import('node:tls')>('node:tls').rootCertificates, ...tls.ca.map((b) => b.toString('utf8'))] : undefined;
         const connect = {
           ...(ca ? { ca } : {}),
           rejectUnauthorized: tls.rejectUnauthorized,
@@ -92,7 +93,7 @@ export class HttpTransport {
         const agentOpts = { keepAlive: true, maxSockets: CONNECTIONS_PER_HOST, ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}) };
         if (url.protocol !== 'https:') return { agent: new HttpAgent(agentOpts), send: httpRequest };
         // node:https (and node:tls) only for HTTPS hosts: a few ms of start-up a local registry does not need.
-        const https = await import('node:https');
+        const https = builtin<typeof import('node:https')>('node:https');
         return { agent: new https.Agent({ ...agentOpts, ...connect }), send: https.request as typeof httpRequest };
       })();
       route.catch(() => this.routes.delete(key));

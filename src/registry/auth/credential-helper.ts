@@ -1,5 +1,6 @@
 import { GantryError } from '../../util/errors.js';
 import type { Credentials } from './credentials.js';
+import { builtin } from '../../util/builtin.js';
 
 /** docker-credential-helpers marks an identity token by this username. */
 const TOKEN_USERNAME = '<token>';
@@ -39,7 +40,7 @@ export async function credentialsFromHelper(helper: string, serverUrl: string, e
 
 async function runHelper(program: string, input: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }> {
   // Loaded on first use: most runs configure no helper, and every command's start-up would pay for it.
-  const { spawn } = await import('node:child_process');
+  const { spawn } = builtin<typeof import('node:child_process')>('node:child_process');
   return new Promise((resolve) => {
     const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
