@@ -14,24 +14,8 @@
  * Every path written is recorded (relative to the root) so the layer holds exactly those.
  */
 import { randomBytes } from 'node:crypto';
-import { lchown, lstat, mkdir } from 'node:fs/promises';
-import {
-  chmodSync,
-  copyFileSync,
-  createReadStream,
-  lchownSync,
-  linkSync,
-  lstatSync,
-  lutimesSync,
-  mkdirSync,
-  readlinkSync,
-  rmSync,
-  symlinkSync,
-  unlinkSync,
-  utimesSync,
-  writeFileSync,
-  type Stats,
-} from 'node:fs';
+import { lchown, mkdir } from 'node:fs/promises';
+import { createReadStream, readlinkSync } from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { decompressStream, detectFileCompression, readTar } from '../archive/index.js';
@@ -39,6 +23,7 @@ import type { IgnoreMatcher } from '../dockerfile/index.js';
 import { resolveComponentsInRoot, unpackLayer } from '../fs/unpack/index.js';
 import { GantryError } from '../util/errors.js';
 import { lstatInTree, walkTree, type SourceTree, type TreeEntry } from './sources.js';
+import { diskOps, type RootFsOps, type RootStats } from './root-fs-ops.js';
 import type { Owner } from './users.js';
 
 export type CopyItem =
@@ -57,12 +42,10 @@ export interface CopyOptions {
   signal?: AbortSignal;
 }
 
-const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
-
 /** lstat that says `undefined` for a path that is not there. */
-function lstatOrNone(host: string): Stats | undefined {
+function lstatOrNone(ops: RootFsOps, host: string): RootStats | undefined {
   try {
-    return lstatSync(host);
+    return ops.lstat(host);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -71,7 +54,8 @@ function lstatOrNone(host: string): Stats | undefined {
 }
 
 /**
- * The paths a copy wrote into a root, with the owners they must have in the layer.
+ * The paths a copy wrote into a root, with the owners they must have in the layer. The root is a
+ * directory on disk, or a sparse root held in memory (memory-root.ts): every call goes through `ops`.
  *
  * The file system calls are synchronous on purpose: a COPY is thousands of tiny metadata
  * operations in a strict order, and one thread-pool round trip each (two scheduler wake-ups on a
@@ -88,7 +72,11 @@ export class RootWriter {
   /** Directories this writer made empty: a name inside them not yet written needs no clearing. */
   private readonly fresh = new Set<string>();
 
-  constructor(readonly root: string) {}
+  /** `ops` is where the root lives: on disk, or in memory for a sparse root. */
+  constructor(
+    readonly root: string,
+    readonly ops: RootFsOps = diskOps,
+  ) {}
 
   private host(parts: readonly string[]): string {
     return join(this.root, ...parts);
@@ -96,12 +84,21 @@ export class RootWriter {
 
   /** In-root components of `path`; the last one followed when it is a symlink and `followFinal`. */
   resolve(path: string, followFinal: boolean): string[] {
-    return resolveComponentsInRoot(this.root, path, { followFinal });
+    return resolveComponentsInRoot(this.root, path, { followFinal }, this.ops);
+  }
+
+  /** What is at in-root components now, or undefined. */
+  stat(parts: readonly string[]): RootStats | undefined {
+    try {
+      return this.ops.lstat(this.host(parts));
+    } catch {
+      return undefined;
+    }
   }
 
   private setOwner(host: string, parts: readonly string[], owner: Owner): void {
     this.owners.set(parts.join('/'), owner);
-    if (canChown) lchownSync(host, owner.uid, owner.gid);
+    if (this.ops.canChown) this.ops.lchown(host, owner.uid, owner.gid);
   }
 
   private record(parts: readonly string[]): void {
@@ -115,7 +112,7 @@ export class RootWriter {
    */
   async setCreatedDirMode(mode: number): Promise<void> {
     this.createdMode = mode;
-    for (const host of this.createdDirs) chmodSync(host, mode);
+    for (const host of this.createdDirs) this.ops.chmod(host, mode);
   }
 
   /** mkdir -p inside the root; created directories get 0755 (or the --chmod mode), `owner`, and `mtime`. */
@@ -124,15 +121,15 @@ export class RootWriter {
     for (let i = 1; i <= parts.length; i++) {
       const sub = parts.slice(0, i);
       const host = this.host(sub);
-      const st = lstatOrNone(host);
+      const st = lstatOrNone(this.ops, host);
       if (st?.isDirectory()) continue;
       if (st) {
         throw new GantryError('BUILD_FAILED', `cannot create directory /${sub.join('/')}: a file with that name exists in the image`, {
           hint: 'change the destination, or remove that file in an earlier step',
         });
       }
-      mkdirSync(host);
-      chmodSync(host, this.createdMode);
+      this.ops.mkdir(host);
+      this.ops.chmod(host, this.createdMode);
       this.setOwner(host, sub, owner);
       this.createdDirs.push(host);
       this.fresh.add(host);
@@ -145,14 +142,14 @@ export class RootWriter {
   /** Removes whatever is at `host` unless it is a directory and `keepDir`. Returns whether a directory remains. */
   private clear(host: string, parts: readonly string[], keepDir: boolean): boolean {
     if (parts.length > 0 && this.fresh.has(dirname(host)) && !this.written.has(parts.join('/'))) return false;
-    const st = lstatOrNone(host);
+    const st = lstatOrNone(this.ops, host);
     if (!st) return false;
     if (st.isDirectory()) {
       if (keepDir) return true;
-      rmSync(host, { recursive: true, force: true });
+      this.ops.rmTree(host);
       return false;
     }
-    unlinkSync(host);
+    this.ops.unlink(host);
     return false;
   }
 
@@ -161,25 +158,25 @@ export class RootWriter {
     this.clear(host, parts, false);
     const first = meta.inode ? this.links.get(meta.inode) : undefined;
     if (first !== undefined) {
-      linkSync(first, host);
+      this.ops.link(first, host);
       this.record(parts);
       return;
     }
-    if (src.host !== undefined) copyFileSync(src.host, host);
-    else writeFileSync(host, src.data ?? Buffer.alloc(0));
+    if (src.host !== undefined) this.ops.copyFile(src.host, host);
+    else this.ops.writeFile(host, src.data ?? Buffer.alloc(0));
     if (meta.inode) this.links.set(meta.inode, host);
     this.setOwner(host, parts, meta.owner);
-    chmodSync(host, meta.mode);
-    utimesSync(host, meta.mtime, meta.mtime);
+    this.ops.chmod(host, meta.mode);
+    this.ops.utimes(host, meta.mtime, meta.mtime);
     this.record(parts);
   }
 
   async writeSymlink(parts: readonly string[], target: string, meta: { owner: Owner; mtime: Date }): Promise<void> {
     const host = this.host(parts);
     this.clear(host, parts, false);
-    symlinkSync(target, host);
+    this.ops.symlink(target, host);
     this.setOwner(host, parts, meta.owner);
-    lutimesSync(host, meta.mtime, meta.mtime);
+    this.ops.lutimes(host, meta.mtime, meta.mtime);
     this.record(parts);
   }
 
@@ -189,11 +186,11 @@ export class RootWriter {
     const exists = this.clear(host, parts, true);
     if (exists && keepExisting) return;
     if (!exists) {
-      mkdirSync(host);
+      this.ops.mkdir(host);
       this.fresh.add(host);
     }
     this.setOwner(host, parts, meta.owner);
-    chmodSync(host, meta.mode);
+    this.ops.chmod(host, meta.mode);
     this.dirTimes.push([host, meta.mtime]);
     this.record(parts);
   }
@@ -205,7 +202,7 @@ export class RootWriter {
 
   /** Directory times last, deepest first: writing inside a directory changes its mtime. */
   async finish(): Promise<void> {
-    for (const [host, t] of this.dirTimes.reverse()) utimesSync(host, t, t);
+    for (const [host, t] of this.dirTimes.reverse()) this.ops.utimes(host, t, t);
     this.dirTimes.length = 0;
   }
 }
@@ -242,7 +239,7 @@ export async function copyItem(w: RootWriter, item: CopyItem, dest: string, opts
   // The destination is resolved inside the root with its last component followed too
   // (fsutil: fs.RootPath(dstRoot, dst)): a copy onto an existing symlink writes through it.
   const resolved = w.resolve(dest, true);
-  const st = await lstat(join(w.root, ...resolved)).catch(() => undefined);
+  const st = w.stat(resolved);
   if (item.kind === 'tree' && item.parents !== undefined) {
     target = w.resolve(posix.join(dest, item.parents), false);
   } else if (st?.isDirectory()) {
@@ -362,14 +359,16 @@ async function extractArchive(w: RootWriter, host: string, destParts: string[], 
       yield e;
     }
   };
+  // Archives unpack on disk only (executor.ts gives ADD of an archive the full root).
+  if (w.ops !== diskOps) throw new GantryError('INTERNAL', 'archives can only be unpacked into a root on disk');
   const sub = join(w.root, ...destParts);
   w.forgetFresh();
-  await unpackLayer(sub, record(), { ownership: canChown ? 'preserve' : 'squash', layerName: host, ...(opts.signal ? { signal: opts.signal } : {}) });
+  await unpackLayer(sub, record(), { ownership: diskOps.canChown ? 'preserve' : 'squash', layerName: host, ...(opts.signal ? { signal: opts.signal } : {}) });
   for (const name of names) {
     const parts = [...destParts, ...posix.normalize(name).split('/').filter((p) => p && p !== '..')];
     w.written.add(parts.join('/'));
     if (opts.chown) {
-      if (canChown) await lchown(join(w.root, ...parts), opts.chown.uid, opts.chown.gid).catch(() => undefined);
+      if (diskOps.canChown) await lchown(join(w.root, ...parts), opts.chown.uid, opts.chown.gid).catch(() => undefined);
       w.owners.set(parts.join('/'), opts.chown);
     }
   }

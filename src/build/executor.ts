@@ -34,6 +34,7 @@ import { mountIdentities } from './run-mounts.js';
 import type { Download } from './download.js';
 import { imageManifestDigest } from './image-digest.js';
 import { baseLayers, InplaceRootFs, RootFs, type StageImage } from './stage.js';
+import { diskOps } from './root-fs-ops.js';
 import { needsLookup, resolveOwner, type Owner } from './users.js';
 
 /** `file:line` of an instruction, for messages. */
@@ -101,7 +102,7 @@ class StageExecutor {
     const laterRun = this.p.instructions.slice(this.step).some((i) => i.kind === 'run');
     if (laterRun && this.tree.unindexed(this.layers).length > 0) return this.fullRoot();
     const tree = await this.tree.catchUp(this.layers, this.s.signal);
-    const sparse = tree && (await sparseRoot(tree, this.s.workDir, paths, users));
+    const sparse = tree && (await sparseRoot(tree, this.s.workDir, paths, users, this.s.run.opts.env.GANTRY_SPARSE_MEMORY !== '0'));
     if (!sparse) return this.fullRoot();
     this.s.logger.log('debug', `sparse root for ${paths.map(([p]) => p).join(', ') || 'name lookups'} (${this.layers.length} layers not unpacked)`);
     return sparse;
@@ -110,7 +111,7 @@ class StageExecutor {
   /** The stage root, up to date, as a PathRoot. */
   private async fullRoot(): Promise<PathRoot> {
     const dir = await this.root();
-    return { dir, ownerOf: (rel) => this.rootfs.ownerOf(rel), sparse: false, release: async () => {} };
+    return { dir, ops: diskOps, ownerOf: (rel) => this.rootfs.ownerOf(rel), sparse: false, release: async () => {} };
   }
 
   async run(): Promise<BuiltStage> {
@@ -241,7 +242,7 @@ class StageExecutor {
    */
   private async addLayer(root: string, w: RootWriter, lower: (rel: string) => Owner | undefined = () => undefined): Promise<ImageLayer | undefined> {
     if (withParents(w.written).length === 0) return undefined;
-    const layer = await writeIndexedLayer(this.s.store, this.s.layerIndex, entriesFromRoot(root, w.written, (rel) => w.owners.get(rel) ?? lower(rel)), this.s.layerOptions);
+    const layer = await writeIndexedLayer(this.s.store, this.s.layerIndex, entriesFromRoot(root, w.written, (rel) => w.owners.get(rel) ?? lower(rel), w.ops), this.s.layerOptions);
     if (root === this.rootfs.dir) for (const [k, v] of w.owners) this.rootfs.owners.set(k, v);
     this.layers.push(layer);
     return layer;
@@ -330,8 +331,8 @@ class StageExecutor {
     if (wd !== '/') {
       const root = await this.pathRoot([[wd, true]], c.User ? needsLookup(c.User) : false);
       try {
-        const owner = c.User ? await resolveOwner(c.User, root.dir) : { uid: 0, gid: 0 };
-        const w = new RootWriter(root.dir);
+        const owner = c.User ? await resolveOwner(c.User, root.dir, root.ops) : { uid: 0, gid: 0 };
+        const w = new RootWriter(root.dir, root.ops);
         await w.mkdirAll(wd, owner, this.s.now);
         await w.finish();
         layer = await this.addLayer(root.dir, w, root.ownerOf);
@@ -450,7 +451,7 @@ class StageExecutor {
         if (chownByName) {
           const names = await this.pathRoot([], true);
           try {
-            chown = await resolveOwner(chownSpec, names.dir);
+            chown = await resolveOwner(chownSpec, names.dir, names.ops);
           } finally {
             await names.release();
           }
@@ -460,9 +461,9 @@ class StageExecutor {
         const wanted: WantedPath[] = [[dest, true], ...items.flatMap((i): WantedPath[] => (i.kind === 'tree' && i.parents !== undefined ? [[posix.join(dest, i.parents), false]] : []))];
         pathRoot = items.some((i) => i.kind === 'archive') ? await this.fullRoot() : await this.pathRoot(wanted, chownByName);
         root = pathRoot.dir;
-        if (chownByName) chown = await resolveOwner(chownSpec, root);
+        if (chownByName) chown = await resolveOwner(chownSpec, root, pathRoot.ops);
       }
-      const w = new RootWriter(root);
+      const w = new RootWriter(root, pathRoot?.ops);
       const opts = { now: this.s.now, ...(chown ? { chown } : {}), ...(chmod !== undefined ? { chmod } : {}), ...(this.s.signal ? { signal: this.s.signal } : {}) };
       if (destIsDir) await w.mkdirAll(dest, chown ?? { uid: 0, gid: 0 }, this.s.now);
       for (const item of items) await copyItem(w, item, dest, opts);

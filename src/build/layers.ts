@@ -4,13 +4,14 @@
  * compressed and digested in one pass into a blob file under the build's work directory.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createReadStream, lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeLayer, type LayerEntry, type TarHeader } from '../archive/index.js';
 import type { Descriptor } from '../oci/types.js';
 import { wrapError } from '../util/errors.js';
+import { diskOps, type RootFsOps, type RootStats } from './root-fs-ops.js';
 import type { Owner } from './users.js';
 
 /** A layer of the image being built: from the base image or written by this build. */
@@ -63,26 +64,24 @@ export function withParents(paths: Iterable<string>): string[] {
   return [...all].sort((a, b) => compareSplit(a[1], b[1])).map(([k]) => k);
 }
 
-function devNumbers(st: Stats): { devmajor: number; devminor: number } {
+function devNumbers(st: RootStats): { devmajor: number; devminor: number } {
   const rdev = st.rdev;
   return { devmajor: (rdev >> 8) & 0xfff, devminor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
 }
 
-/** Files up to this size are read whole (one call) instead of streamed (open, reads, close). */
-const READ_WHOLE_MAX = 1 << 20;
-
 /**
- * Tar entries for `paths` as they are now under `root`; `ownerOf` overrides the disk's owners.
- * Metadata and small files are read synchronously: a layer of thousands of small files is
- * otherwise dominated by thread-pool round trips, not by the reads.
+ * Tar entries for `paths` as they are now under `root` (on disk, or where `ops` keeps it);
+ * `ownerOf` overrides the root's owners. Metadata and small files (up to READ_WHOLE_MAX, larger
+ * ones are streamed) are read synchronously: a layer of thousands of small files is otherwise
+ * dominated by thread-pool round trips, not by the reads.
  */
-export async function* entriesFromRoot(root: string, paths: Iterable<string>, ownerOf: (rel: string) => Owner | undefined): AsyncGenerator<LayerEntry> {
+export async function* entriesFromRoot(root: string, paths: Iterable<string>, ownerOf: (rel: string) => Owner | undefined, ops: RootFsOps = diskOps): AsyncGenerator<LayerEntry> {
   const links = new Map<string, string>();
   for (const rel of withParents(paths)) {
     const host = join(root, rel);
-    let st: Stats;
+    let st: RootStats;
     try {
-      st = lstatSync(host);
+      st = ops.lstat(host);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // replaced later in the same step
       throw err;
@@ -90,7 +89,7 @@ export async function* entriesFromRoot(root: string, paths: Iterable<string>, ow
     const owner = ownerOf(rel) ?? { uid: st.uid, gid: st.gid };
     const base = { name: rel, mode: st.mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: st.mtime };
     if (st.isDirectory()) yield { header: { ...base, type: 'dir' } };
-    else if (st.isSymbolicLink()) yield { header: { ...base, type: 'symlink', linkname: readlinkSync(host) } };
+    else if (st.isSymbolicLink()) yield { header: { ...base, type: 'symlink', linkname: ops.readlink(host) } };
     else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}`;
       const first = st.nlink > 1 ? links.get(key) : undefined;
@@ -100,7 +99,7 @@ export async function* entriesFromRoot(root: string, paths: Iterable<string>, ow
       }
       if (st.nlink > 1) links.set(key, rel);
       const header: TarHeader = { ...base, type: 'file', size: st.size };
-      yield { header, body: st.size === 0 ? Buffer.alloc(0) : st.size <= READ_WHOLE_MAX ? readFileSync(host) : createReadStream(host) };
+      yield { header, body: ops.body(host, st) };
     } else if (st.isFIFO()) yield { header: { ...base, type: 'fifo' } };
     else if (st.isCharacterDevice()) yield { header: { ...base, type: 'char', ...devNumbers(st) } };
     else if (st.isBlockDevice()) yield { header: { ...base, type: 'block', ...devNumbers(st) } };

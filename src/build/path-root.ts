@@ -6,22 +6,32 @@
  * only the paths it resolves, built from the layers' indexes (src/fs/tree), and writes its layer
  * from there; the stage root catches up later only if a step really needs every file.
  *
+ * The sparse root lives in memory (memory-root.ts): the step's writes are kept as metadata and
+ * references to their sources until the layer is written. GANTRY_SPARSE_MEMORY=0 creates it on
+ * disk instead (fs/tree SparseRoot), the way it was first done.
+ *
  * Indexes come from the local index store (recorded whenever a build unpacks or writes a layer),
  * else by reading the layer once without unpacking it; that second way is only worth it when no
  * later RUN of the stage will need the full root anyway.
  */
+import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { decompressAuto, readTar, type LayerEntry } from '../archive/index.js';
 import { PathTree, recordIndex, SparseRoot, type IndexEntry, type LayerIndex, type LayerIndexStore } from '../fs/index.js';
 import { wrapError } from '../util/errors.js';
 import type { ImageLayer, LayerStore, LayerWriteOptions } from './layers.js';
 import { scratchDir } from './copy.js';
+import { MemoryRoot } from './memory-root.js';
+import { diskOps, type RootFsOps } from './root-fs-ops.js';
 import type { Owner } from './users.js';
 
 /** Where a path-only step writes, and how to read owners back when the disk cannot hold them. */
 export interface PathRoot {
   dir: string;
+  /** The file system `dir` lives in (memory for a sparse root). */
+  ops: RootFsOps;
   ownerOf(rel: string): Owner | undefined;
   /** True when `dir` is a sparse root (the stage root did not move). */
   sparse: boolean;
@@ -98,13 +108,18 @@ export class StageTree {
 export type WantedPath = readonly [string, boolean];
 
 /** A sparse root under `workDir` with `paths` (and, for name lookups, /etc/passwd and /etc/group). */
-export async function sparseRoot(tree: PathTree, workDir: string, paths: readonly WantedPath[], users: boolean): Promise<PathRoot | undefined> {
+export async function sparseRoot(tree: PathTree, workDir: string, paths: readonly WantedPath[], users: boolean, inMemory = true): Promise<PathRoot | undefined> {
   if (users) {
     // Names are looked up in these files: without their content the step needs the real root.
     for (const f of ['etc/passwd', 'etc/group']) {
       const node = tree.get(tree.resolve(f, true));
       if (node && node.type === 'file' && node.content === undefined) return undefined;
     }
+  }
+  if (inMemory) {
+    // A path nothing is ever created at: every call on it goes to the memory root.
+    const ops = new MemoryRoot(join(workDir, `sparse-${randomBytes(6).toString('hex')}`), tree);
+    return { dir: ops.root, ops, ownerOf: () => undefined, sparse: true, release: async () => {} };
   }
   const dir = await scratchDir(workDir, 'sparse');
   const root = new SparseRoot(dir, tree);
@@ -121,6 +136,7 @@ export async function sparseRoot(tree: PathTree, workDir: string, paths: readonl
   }
   return {
     dir,
+    ops: diskOps,
     ownerOf: (rel) => root.ownerOf(rel),
     sparse: true,
     release: () => rm(dir, { recursive: true, force: true }),

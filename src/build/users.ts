@@ -2,10 +2,10 @@
  * User and group names resolved the way BuildKit's file operations resolve them: from the image's
  * OWN /etc/passwd and /etc/group (never the builder's), numeric ids used as they are.
  */
-import { readFile } from 'node:fs/promises';
 import { GantryError } from '../util/errors.js';
 import { resolveComponentsInRoot } from '../fs/unpack/index.js';
 import { join } from 'node:path';
+import { diskOps, type RootFsOps } from './root-fs-ops.js';
 
 export interface Owner {
   uid: number;
@@ -23,11 +23,13 @@ function records(text: string): string[][] {
     .map((l) => l.split(':'));
 }
 
-async function readInRoot(root: string | undefined, path: string): Promise<string | undefined> {
+type ReadOps = Pick<RootFsOps, 'lstat' | 'readlink' | 'readFile'>;
+
+async function readInRoot(root: string | undefined, path: string, ops: ReadOps): Promise<string | undefined> {
   if (root === undefined) return undefined;
   try {
-    const parts = resolveComponentsInRoot(root, path, { followFinal: true });
-    return await readFile(join(root, ...parts), 'utf8');
+    const parts = resolveComponentsInRoot(root, path, { followFinal: true }, ops);
+    return ops.readFile(join(root, ...parts)).toString('utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
@@ -43,9 +45,9 @@ export function needsLookup(spec: string): boolean {
 /**
  * Resolves `user[:group]` (names or ids) against the files under `root`: a user name gives its
  * uid and primary gid; a numeric uid alone gives gid = uid; a group part overrides the gid.
- * Unknown names are errors, as in BuildKit.
+ * Unknown names are errors, as in BuildKit. `ops` reads the root (an in-memory one for a sparse root).
  */
-export async function resolveOwner(spec: string, root: string | undefined): Promise<Owner> {
+export async function resolveOwner(spec: string, root: string | undefined, ops: ReadOps = diskOps): Promise<Owner> {
   const [userPart = '', groupPart] = splitOnce(spec);
   let uid = 0;
   let gid = 0;
@@ -54,7 +56,7 @@ export async function resolveOwner(spec: string, root: string | undefined): Prom
       uid = Number(userPart);
       gid = uid;
     } else {
-      const passwd = await readInRoot(root, '/etc/passwd');
+      const passwd = await readInRoot(root, '/etc/passwd', ops);
       const entry = passwd === undefined ? undefined : records(passwd).find((r) => r[0] === userPart);
       if (!entry || !NUMERIC.test(entry[2] ?? '') || !NUMERIC.test(entry[3] ?? '')) {
         throw new GantryError('BUILD_FAILED', `unable to find user ${userPart}: no matching entries in passwd file`, {
@@ -68,7 +70,7 @@ export async function resolveOwner(spec: string, root: string | undefined): Prom
   if (groupPart !== undefined && groupPart !== '') {
     if (NUMERIC.test(groupPart)) gid = Number(groupPart);
     else {
-      const group = await readInRoot(root, '/etc/group');
+      const group = await readInRoot(root, '/etc/group', ops);
       const entry = group === undefined ? undefined : records(group).find((r) => r[0] === groupPart);
       if (!entry || !NUMERIC.test(entry[2] ?? '')) {
         throw new GantryError('BUILD_FAILED', `unable to find group ${groupPart}: no matching entries in group file`, {

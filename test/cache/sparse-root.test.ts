@@ -3,11 +3,13 @@
  * root built from layer indexes (src/build/path-root.ts). The image must be byte for byte the
  * one the fully unpacked root gives (GANTRY_SPARSE_ROOT=0), through symlinked destinations,
  * whiteouts and opaque directories left by RUNs, --chown names from an /etc/passwd a RUN
- * changed, --parents, --link, --chmod, and a WORKDIR under a USER name.
+ * changed, --parents, --link, --chmod (created parents too), a WORKDIR under a USER name, hard
+ * links in the context, a COPY onto a symlink to a file, and files and directories replacing
+ * each other.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { link, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { build, type BuildOptions } from '../../src/build/index.js';
@@ -21,6 +23,8 @@ const DOCKERFILE = `ARG BASE
 FROM \${BASE} AS copyonly
 COPY a.txt /etc/
 COPY --chown=daemon dir/ /usr/bin/sub/
+COPY hl/ /hl/
+COPY --chmod=750 dir/ /new/deep/
 WORKDIR /root/w
 
 FROM \${BASE}
@@ -31,6 +35,11 @@ COPY dir/ /opt/abslink/sub/
 COPY --chown=app:app a.txt /srv/keep/
 COPY a.txt /etc/hostname
 COPY a.txt /usr
+RUN echo old > /srv/target.txt && ln -s target.txt /srv/flink && mkdir -p /srv/t/name/sub /srv/t/x && touch /srv/t/name/sub/f /srv/t/d /srv/t/x/y && ln /srv/t/x/y /srv/t/x/y2
+COPY a.txt /srv/flink
+COPY tree/ /srv/t/
+COPY hl/ /srv/t/x/
+COPY --chmod=750 dir/ /srv/t/new/deep/
 COPY --parents dir/x/y.txt /p/
 COPY --link --chown=app a.txt /linked/
 WORKDIR /home/app/work
@@ -73,7 +82,8 @@ describe('path-only steps on a sparse root', () => {
     tmp = await tempDir('sparse-root');
     const ctx = join(tmp.path, 'ctx');
     await mkdir(ctx);
-    await writeContext(ctx, { Dockerfile: DOCKERFILE, 'a.txt': 'a\n', 'dir/x/y.txt': 'y\n', 'dir/z': 'z\n', 'src/f1': 'f1\n', 'src/sub/f2': 'f2\n' });
+    await writeContext(ctx, { Dockerfile: DOCKERFILE, 'a.txt': 'a\n', 'dir/x/y.txt': 'y\n', 'dir/z': 'z\n', 'src/f1': 'f1\n', 'src/sub/f2': 'f2\n', 'hl/one': 'linked\n', 'hl/y': 'new y\n', 'tree/name': 'file now\n', 'tree/d/inner': 'dir now\n' });
+    await link(join(ctx, 'hl/one'), join(ctx, 'hl/two'));
     execFileSync('tar', ['-cf', join(ctx, 'arch.tar'), '--owner=0', '--group=0', '--mtime=@1600000000', '-C', join(ctx, 'src'), 'f1', 'sub']);
   });
   after(() => tmp?.cleanup());
@@ -95,6 +105,7 @@ describe('path-only steps on a sparse root', () => {
     const layers = await newLayers(layout, baseCount);
     const all = layers.flat();
     const find = (name: string) => all.find((e) => e.name === name);
+    const last = (name: string) => [...all].reverse().find((e) => e.name === name);
     assert.equal(find('opt/real/a.txt')?.data?.toString(), 'a\n');
     assert.equal(find('opt/real/sub/x/y.txt')?.data?.toString(), 'y\n');
     assert.equal(find('srv/keep/a.txt')?.uid, 1234);
@@ -104,6 +115,12 @@ describe('path-only steps on a sparse root', () => {
     assert.equal(find('opt/real/w2')?.uid, 1234);
     assert.equal(find('opt/real/chmodded/z')?.mode, 0o700);
     assert.equal(find('opt/real/unpacked/sub/f2')?.data?.toString(), 'f2\n');
+    assert.equal(last('srv/target.txt')?.data?.toString(), 'a\n', 'a COPY onto a symlink writes through it');
+    assert.equal(last('srv/t/name')?.data?.toString(), 'file now\n');
+    assert.equal(last('srv/t/d/inner')?.data?.toString(), 'dir now\n');
+    const two = last('srv/t/x/two');
+    assert.ok(two?.type === 'link' || last('srv/t/x/one')?.type === 'link', 'hard links in the context stay hard links');
+    assert.equal(last('srv/t/new')?.mode, 0o750, '--chmod applies to created parents');
   });
 });
 

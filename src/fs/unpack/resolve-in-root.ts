@@ -5,6 +5,14 @@ import { GantryError, wrapError } from '../../util/errors.js';
 /** Bound on symlinks followed while resolving one path (Linux stops at 40; we are generous). */
 export const MAX_SYMLINKS = 255;
 
+/** The calls resolution makes; a caller may hand in another file system (an in-memory root). */
+export interface ResolveFsOps {
+  lstat(path: string): { isSymbolicLink(): boolean };
+  readlink(path: string): string;
+}
+
+const diskResolveOps: ResolveFsOps = { lstat: lstatSync, readlink: (p) => readlinkSync(p) };
+
 export interface ResolveOptions {
   /** Follow a symlink in the last component too (false for the entry being written or removed). */
   followFinal: boolean;
@@ -24,6 +32,7 @@ export function resolveComponentsInRoot(
   root: string,
   path: string | readonly string[],
   opts: ResolveOptions,
+  fsOps: ResolveFsOps = diskResolveOps,
 ): string[] {
   const pending = (typeof path === 'string' ? path.split('/') : [...path]).reverse();
   const resolved: string[] = [];
@@ -42,7 +51,7 @@ export function resolveComponentsInRoot(
     const host = join(root, ...resolved, part);
     let target: string | undefined;
     try {
-      if (lstatSync(host).isSymbolicLink()) target = readlinkSync(host);
+      if (fsOps.lstat(host).isSymbolicLink()) target = fsOps.readlink(host);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw wrapError(err, `resolving "${join('/', ...resolved, part)}"`);
