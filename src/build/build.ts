@@ -102,6 +102,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   let cleanupContext: (() => Promise<void>) | undefined;
   const opened: ResolvedImage[] = [];
   let cache: BuildCache | undefined;
+  let layerIndex: LayerIndexStore | undefined;
   let uploads: LayerUploads | undefined;
   try {
     const ctx = await openContext(options.context, {
@@ -199,6 +200,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const running = new Map<number, Promise<BuiltStage>>();
     const images = new Map<string, Promise<SourceTree>>();
     const single = plan.order.length === 1;
+    layerIndex = new LayerIndexStore(local('layer-index', defaultLayerIndexDir(env)));
     const session: BuildSession = {
       plan,
       prepared,
@@ -218,7 +220,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       steps,
       run: runContext,
       ...(cache ? { cache } : {}),
-      layerIndex: new LayerIndexStore(local('layer-index', defaultLayerIndexDir(env))),
+      layerIndex,
       ...(baseCache ? { baseImages: baseCache } : {}),
       // Not in place: the store would sit inside the root that is wiped and snapshotted.
       unpackedLayers: runContext.inplace ? undefined : openUnpackedLayerStore(env, logger),
@@ -339,6 +341,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(opened.map((o) => o.reader.close?.()));
     await client.close().catch(() => undefined);
     if (cleanupContext) await cleanupContext().catch(() => undefined);
+    // Index saves run in the background; one still running would recreate its directory (in the
+    // work dir when building in place) after the removal, or be cut off at exit.
+    await layerIndex?.flush();
     await rm(workDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
   }
 }

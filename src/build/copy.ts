@@ -350,12 +350,12 @@ async function extractArchive(w: RootWriter, host: string, destParts: string[], 
   const file = createReadStream(host);
   const stream: Readable = compression === 'none' ? file : file.pipe(await decompressStream(compression));
   file.on('error', (err) => stream.destroy(err));
-  const names: string[] = [];
+  const names: Array<{ name: string; hardlink: boolean }> = [];
   const record = async function* () {
     for await (const e of readTar(stream)) {
       const name = e.header.name.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
       const base = basename(name);
-      if (name !== '' && name !== '.' && !base.startsWith('.wh.')) names.push(name);
+      if (name !== '' && name !== '.' && !base.startsWith('.wh.')) names.push({ name, hardlink: e.header.type === 'hardlink' });
       yield e;
     }
   };
@@ -364,11 +364,17 @@ async function extractArchive(w: RootWriter, host: string, destParts: string[], 
   const sub = join(w.root, ...destParts);
   w.forgetFresh();
   await unpackLayer(sub, record(), { ownership: diskOps.canChown ? 'preserve' : 'squash', layerName: host, ...(opts.signal ? { signal: opts.signal } : {}) });
-  for (const name of names) {
-    const parts = [...destParts, ...posix.normalize(name).split('/').filter((p) => p && p !== '..')];
+  for (const { name, hardlink } of names) {
+    // Where the unpacker put the entry: its name resolved inside `sub` as the unpacker resolves it
+    // (symlinks from the archive followed, never out of it), the last component not followed.
+    // Joining the name as written would follow an archive symlink (`x -> /etc`, then `x/passwd`)
+    // out of the root for the chown and for the layer.
+    const parts = [...destParts, ...resolveComponentsInRoot(sub, name, { followFinal: false })];
     w.written.add(parts.join('/'));
     if (opts.chown) {
-      if (diskOps.canChown) await lchown(join(w.root, ...parts), opts.chown.uid, opts.chown.gid).catch(() => undefined);
+      // A hard link shares its target's inode, which may be a base file hard-linked from the
+      // store of unpacked layers (layer-farm.ts): never chowned in place.
+      if (diskOps.canChown && !hardlink) await lchown(join(w.root, ...parts), opts.chown.uid, opts.chown.gid).catch(() => undefined);
       w.owners.set(parts.join('/'), opts.chown);
     }
   }

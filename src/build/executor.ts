@@ -257,7 +257,9 @@ class StageExecutor {
     const mounts =
       cache?.runLayers && this.cacheParent !== undefined
         ? await mountIdentities(inst.mounts, async (from, source) => {
-            if (from === undefined) return copiedFilesDigest(this.s.context, [source], undefined, undefined, cache);
+            // The mount takes `source` literally while the digest matches it as a pattern: where
+            // the two could differ (wildcard characters), the step is not looked up.
+            if (from === undefined) return /[*?[\\]/.test(source) ? undefined : copiedFilesDigest(this.s.context, [source], undefined, undefined, cache);
             const idx = /^\d+$/.test(from) ? Number(from) : this.stageByName(from);
             return idx !== undefined ? (await this.s.stage(idx)).cacheKey : imageManifestDigest(this.s, from);
           })

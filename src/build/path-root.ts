@@ -17,10 +17,12 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { decompressAuto, readTar, type LayerEntry } from '../archive/index.js';
 import { PathTree, recordIndex, SparseRoot, type IndexEntry, type LayerIndex, type LayerIndexStore } from '../fs/index.js';
-import { wrapError } from '../util/errors.js';
+import { DigestingStream } from '../util/digest.js';
+import { GantryError, wrapError } from '../util/errors.js';
 import type { ImageLayer, LayerStore, LayerWriteOptions } from './layers.js';
 import { scratchDir } from './copy.js';
 import { MemoryRoot } from './memory-root.js';
@@ -50,8 +52,21 @@ async function drain(body: Readable | Buffer | undefined): Promise<void> {
 export async function indexLayerBlob(layer: ImageLayer, signal?: AbortSignal): Promise<LayerIndex> {
   try {
     const { output } = await decompressAuto(await layer.open(signal));
+    // The index is filed under the diffID the image config claims: check the tar is that one, or
+    // a hostile image could plant the index later builds of another image resolve paths with.
+    const tar = new DigestingStream();
+    pipeline(output, tar, () => {});
     const entries: IndexEntry[] = [];
-    for await (const e of recordIndex(readTar(output), entries)) await drain(e.body);
+    for await (const e of recordIndex(readTar(tar), entries)) await drain(e.body);
+    if (!tar.readableEnded) {
+      tar.resume();
+      await finished(tar);
+    }
+    if (tar.digest !== layer.diffId) {
+      throw new GantryError('DIGEST_MISMATCH', `the layer's content has diffID ${tar.digest}, not ${layer.diffId} as the image config says`, {
+        hint: 'the image is corrupt or was tampered with; rebuild or re-push it',
+      });
+    }
     return { entries };
   } catch (err) {
     throw wrapError(err, `indexing layer ${layer.descriptor.digest}`);

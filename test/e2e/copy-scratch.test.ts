@@ -2,7 +2,7 @@
  * FROM scratch builds with COPY/ADD into OCI layouts, read back with skopeo and umoci.
  */
 import assert from 'node:assert/strict';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -215,6 +215,32 @@ describe('ADD of local archives', () => {
       assert.equal(tree['opt/pkg']!.mode, 0o750);
       assert.equal(tree['raw/bundle.tar.gz']?.type, 'file');
       assert.equal(tree['plain/a.txt']?.content, 'A');
+    } finally {
+      await b.tmp.cleanup();
+    }
+  });
+
+  it('a symlink in the archive never takes ADD --chown or the layer outside the root', async () => {
+    // `x -> /etc` then `x/hostname`: the unpacker resolves x inside the destination; the
+    // bookkeeping after it once joined `x/hostname` as written and followed the host's /etc.
+    const hostBefore = lstatSync('/etc/hostname', { throwIfNoEntry: false });
+    const df = 'FROM scratch\nADD --chown=4242:4243 evil.tar.gz /dest/\n';
+    const b = await buildToLayout(df, {}, {}, async (ctx) => {
+      const pack = tar.pack();
+      const done = pipeline(pack, createGzip(), createWriteStream(join(ctx, 'evil.tar.gz')));
+      pack.entry({ name: 'x', type: 'symlink', linkname: '/etc', mode: 0o777 });
+      pack.entry({ name: 'x/hostname', mode: 0o644 }, 'from the archive\n');
+      pack.finalize();
+      await done;
+    });
+    try {
+      const after = lstatSync('/etc/hostname', { throwIfNoEntry: false });
+      if (hostBefore) assert.deepEqual([after?.uid, after?.gid], [hostBefore.uid, hostBefore.gid], "the host's /etc/hostname keeps its owner");
+      const tree = await unpackedTree(b.layout);
+      assert.equal(tree['dest/etc/hostname']?.content, 'from the archive\n');
+      assert.deepEqual([tree['dest/etc/hostname']!.uid, tree['dest/etc/hostname']!.gid], [4242, 4243]);
+      assert.equal(tree['dest/x']?.type, 'symlink');
+      assert.ok(!Object.values(tree).some((n) => n.type === 'file' && n.content !== undefined && n.content !== 'from the archive\n'), 'no host file reached the layer');
     } finally {
       await b.tmp.cleanup();
     }
