@@ -16,16 +16,16 @@ const bundle = fileURLToPath(new URL('../dist/gantry.cjs', import.meta.url));
 const bundled = statSync(bundle, { throwIfNoEntry: false });
 const compiled = bundled && statSync(new URL('../dist/src/cli/main.js', import.meta.url), { throwIfNoEntry: false });
 if (bundled && (!compiled || bundled.mtimeMs >= compiled.mtimeMs)) {
-  runBundle(bundle, bundled);
+  runBundle(bundle);
 } else {
   const { runCli } = await import('../dist/src/cli/main.js');
   runCli(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }
 
 /** The bundle starts the CLI itself, with process.argv as it is here. */
-function runBundle(file, st) {
+function runBundle(file) {
   if (Module.enableCompileCache) Module.enableCompileCache();
-  const script = Module.enableCompileCache ? undefined : compileWithCodeCache(file, st);
+  const script = Module.enableCompileCache ? undefined : compileWithCodeCache(file);
   if (!script) {
     createRequire(import.meta.url)(file);
     return;
@@ -38,13 +38,16 @@ function runBundle(file, st) {
 /**
  * Node 20 has no module.enableCompileCache(), so the bundle is compiled here with V8's code cache,
  * kept in ~/.cache/gantry/code-cache: ~40 ms less CPU per run (of ~190 ms for a cached rebuild).
- * The file is used only when its SHA-256 over (Node version, bundle size and mtime, data) matches,
+ * The file is used only when its SHA-256 over (Node version, SHA-256 of the bundle, data) matches,
  * so a corrupt or foreign one is ignored, and V8 itself refuses data of another V8 or other flags.
+ * The bundle is keyed by content, not size and mtime: V8 checks only the source length, and npm
+ * may install every release with the same mtime, so a release changing a version string would
+ * otherwise run the old release's code (hashing the 2.5 MB bundle, read anyway, costs ~2 ms).
  * It is written at exit (functions compiled while running are in it too) when there was none, V8
  * refused it, or a build runs with one written by a lighter command (`gantry version`).
  * Returns undefined (plain require) where this cannot work.
  */
-function compileWithCodeCache(file, st) {
+function compileWithCodeCache(file) {
   // The bundle makes no import() call (scripts/image/bundle.mjs refuses one): on Node 20 a function
   // restored from a code cache has no dynamic-import callback, whatever the Script was given.
   let dir;
@@ -54,7 +57,8 @@ function compileWithCodeCache(file, st) {
     return undefined;
   }
   const cacheFile = join(dir, `${createHash('sha256').update(file).digest('hex').slice(0, 16)}.bin`);
-  const key = `${process.version} ${process.arch} ${st.size} ${st.mtimeMs}`;
+  const source = readFileSync(file);
+  const key = `${process.version} ${process.arch} ${createHash('sha256').update(source).digest('hex')}`;
   const sum = (flag, data) => createHash('sha256').update(key).update(flag).update(data).digest();
   const building = process.argv[2] === 'build' || process.argv[2] === 'executor';
   // Layout: SHA-256 (32 bytes) | 1 when written by a build (1 byte) | V8 data.
@@ -71,7 +75,7 @@ function compileWithCodeCache(file, st) {
   } catch {
     // none yet, or unreadable: compile without
   }
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, ...(cachedData ? { cachedData } : {}) });
+  const script = new vm.Script(Module.wrap(source.toString('utf8')), { filename: file, ...(cachedData ? { cachedData } : {}) });
   if (!cachedData || script.cachedDataRejected || (building && !fromBuild)) {
     process.once('exit', () => {
       const tmp = `${cacheFile}.${process.pid}`;

@@ -159,13 +159,45 @@ describe('the code cache of the bundle', () => {
     await run('version');
     const file = await cacheFile();
     const before = await readFile(file);
-    const t = new Date(Date.now() + 60_000);
-    await utimes(join(root, 'dist', 'gantry.cjs'), t, t);
+    const bundle = join(root, 'dist', 'gantry.cjs');
+    await writeFile(bundle, `${await readFile(bundle, 'utf8')}// another build\n`);
     await run('version');
     const after = await readFile(file);
     assert.notDeepEqual(after.subarray(0, 32), before.subarray(0, 32), 'rewritten for the new bundle');
     await run('version');
     assert.deepEqual(await readFile(file), after, 'and then used');
+  });
+
+  test('a touched bundle keeps its cache', async () => {
+    await run('version');
+    const file = await cacheFile();
+    const before = await readFile(file);
+    const t = new Date(Date.now() + 60_000);
+    await utimes(join(root, 'dist', 'gantry.cjs'), t, t);
+    await run('version');
+    assert.deepEqual(await readFile(file), before);
+  });
+
+  // npm may install every release with one fixed mtime, and V8 checks only the source length.
+  test('a bundle with the same size and mtime but other content does not use the old cache', async () => {
+    const bundle = join(root, 'dist', 'gantry.cjs');
+    const original = await readFile(bundle, 'utf8');
+    const mtime = new Date(1_500_000_000_000);
+    await utimes(bundle, mtime, mtime);
+    await run('version');
+    const file = await cacheFile();
+    const before = await readFile(file);
+    const release = original.replace("'bundle '", "'BUNDLE '");
+    assert.equal(release.length, original.length);
+    try {
+      await writeFile(bundle, release);
+      await utimes(bundle, mtime, mtime);
+      const r = await node([join(root, 'bin', 'gantry.js'), 'version'], undefined, { XDG_CACHE_HOME: cacheHome });
+      assert.equal(r.stdout, `BUNDLE version ${join(root, 'dist')}`, 'the new code ran');
+      assert.notDeepEqual((await readFile(file)).subarray(0, 32), before.subarray(0, 32), 'rewritten for the new bundle');
+    } finally {
+      await writeFile(bundle, original);
+    }
   });
 
   test('a build replaces one written by a lighter command, since it compiled more', async () => {

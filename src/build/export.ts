@@ -212,6 +212,9 @@ export interface PushOptions {
   uploads?: LayerUploads;
 }
 
+/** Cached layers mounted (or, failing that, streamed) into a push destination at once. */
+const MOUNT_CONCURRENCY = 4;
+
 /** Pushes to one destination, retrying the whole push with exponential backoff. */
 export async function pushImage(image: BuiltImage, destination: string, opts: PushOptions): Promise<string> {
   const ref = parseReference(destination);
@@ -223,18 +226,31 @@ export async function pushImage(image: BuiltImage, destination: string, opts: Pu
     try {
       // A failed early upload fails this attempt; the retry uploads whatever is still missing.
       if (attempt === 0 && opts.uploads) await opts.uploads.wait(destination, image.layerDigests());
+      // What the last attempt saw may be why it failed (a mount the registry accepted, then a
+      // manifest PUT calling the blob unknown): a retry asks the registry again.
+      if (attempt > 0) opts.client.forgetBlobs(ref.registry, ref.repository);
       // Cached layers on the destination's registry are mounted from the cache repository
-      // instead of streamed through us; copyImage then finds them present.
-      // All at once: each is a round trip or two, and they would otherwise queue on the critical path.
+      // instead of streamed through us; copyImage then finds them present. A few at a time: a
+      // layer the registry will not mount streams through us, and fifty such must not open fifty
+      // uploads. Once one fails the attempt is lost, so those still queued are not started.
+      const limit = limiter(MOUNT_CONCURRENCY);
+      let failed = false;
       const mounts = await Promise.allSettled(
-        image.cachedLayers().map(async ({ layer, source }) => {
-          if (source.registry !== ref.registry || source.repository === ref.repository) return;
-          if (await writer.hasBlob(layer.descriptor, opts.signal)) return;
-          await writer.writeBlob(layer.descriptor, () => layer.open(opts.signal), { ...(opts.signal ? { signal: opts.signal } : {}), mountFrom: source });
-        }),
+        image.cachedLayers().map(({ layer, source }) =>
+          limit(async () => {
+            if (failed || source.registry !== ref.registry || source.repository === ref.repository) return;
+            try {
+              if (await writer.hasBlob(layer.descriptor, opts.signal)) return;
+              await writer.writeBlob(layer.descriptor, () => layer.open(opts.signal), { ...(opts.signal ? { signal: opts.signal } : {}), mountFrom: source });
+            } catch (err) {
+              failed = true;
+              throw err;
+            }
+          }),
+        ),
       );
-      const failed = mounts.find((m): m is PromiseRejectedResult => m.status === 'rejected');
-      if (failed) throw failed.reason;
+      const rejected = mounts.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+      if (rejected) throw rejected.reason;
       await writeTo(image, writer, tagsOf(ref), copyOpts);
       return image.manifest.digest;
     } catch (err) {

@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
@@ -142,6 +143,47 @@ test('an index entry recorded right after a write is not trusted (racily clean)'
   await contextDigest(root, await walk(root), { index });
   const again = await contextDigest(root, await walk(root), { index });
   assert.deepEqual([again.stats.hashed, again.stats.reused], [1, 0]);
+});
+
+test('an index entry is trusted only once the file is older than its filesystem timestamps can blur', () => {
+  const T = 1_700_000_000_000;
+  const cases: Array<[what: string, mtimeMs: number, ctimeMs: number, hashedAt: number, trusted: boolean]> = [
+    ['whole seconds, hashed 0.5 s later (1-second filesystem)', T, T, T + 500, false],
+    ['whole seconds, hashed 1.9 s later (2-second FAT)', T, T, T + 1_900, false],
+    ['whole seconds, hashed 2.1 s later', T, T, T + 2_100, true],
+    ['sub-second times, hashed 0.5 s later', T + 123.456, T + 123.456, T + 623, true],
+    ['sub-second times, hashed 50 ms later', T + 1.5, T + 1.5, T + 51, false],
+    ['whole-second mtime from utimes, sub-second ctime, hashed 0.5 s later', T, T + 200.5, T + 700, true],
+  ];
+  for (const [what, mtimeMs, ctimeMs, hashedAt, trusted] of cases) {
+    const index = ContextHashIndex.empty();
+    const st = { size: 3, ino: 7, mtimeMs, ctimeMs } as Stats;
+    index.record('/ctx/f', st, 'abc', hashedAt);
+    assert.equal(index.lookup('/ctx/f', st), trusted ? 'abc' : undefined, what);
+  }
+});
+
+test('on a filesystem with 1-second timestamps, a same-size edit within the second of the hash is read again', async () => {
+  const root = join(tmp.path, 'coarse');
+  await mkdir(root);
+  const file = join(root, 'f');
+  await writeFile(file, 'one\n');
+  // A whole second 0.3 to 1.3 s ago: older than RACY_MARGIN_MS, so only the coarse rule catches it.
+  const second = Math.floor((Date.now() - 300) / 1000) * 1000;
+  // What such a filesystem reports: mtime and ctime cut to the second the write happened in.
+  const coarseWalk = async () => {
+    await utimes(file, second / 1000, second / 1000);
+    return (await walk(root)).map((f) => ({ ...f, stat: Object.create(f.stat, { ctimeMs: { value: second } }) as Stats }));
+  };
+  const index = ContextHashIndex.empty();
+  const first = await contextDigest(root, await coarseWalk(), { index });
+  assert.deepEqual([first.stats.hashed, first.stats.reused], [1, 0]);
+  await writeFile(file, 'two\n');
+  const files = await coarseWalk();
+  assert.equal(files[0]!.stat.mtimeMs, second, 'the edit kept the mtime');
+  const edited = await contextDigest(root, files, { index });
+  assert.deepEqual([edited.stats.hashed, edited.stats.reused], [1, 0]);
+  assert.equal(edited.files[0]!.sha256, createHash('sha256').update('two\n').digest('hex'));
 });
 
 test('a corrupt index file is ignored and replaced', async () => {

@@ -74,6 +74,13 @@ const INDEX_VERSION = 1;
  * only if the file's mtime and ctime are safely older than the moment we started reading it.
  */
 export const RACY_MARGIN_MS = 100;
+/**
+ * The margin when the file's mtime and ctime both fall on whole seconds: its filesystem keeps
+ * second (ext3, some NFS/FUSE) or two-second (FAT) timestamps, so an edit after the hash can
+ * carry a timestamp up to that much older than the edit. (A fine-grained filesystem gives a
+ * whole-second ctime once in a thousand files, which only costs that file a re-read.)
+ */
+export const COARSE_RACY_MARGIN_MS = 2_000;
 /** Entries kept at most; a context larger than this re-hashes the overflow. */
 const MAX_INDEX_ENTRIES = 500_000;
 
@@ -139,7 +146,9 @@ export class ContextHashIndex {
     if (!e) return undefined;
     const [size, mtimeMs, ino, ctimeMs, sha, hashedAt] = e;
     if (size !== st.size || mtimeMs !== st.mtimeMs || ino !== st.ino || ctimeMs !== st.ctimeMs) return undefined;
-    if (Math.max(mtimeMs, ctimeMs) >= hashedAt - this.racyMarginMs) return undefined;
+    const coarse = mtimeMs % 1000 === 0 && ctimeMs % 1000 === 0;
+    const margin = coarse ? Math.max(this.racyMarginMs, COARSE_RACY_MARGIN_MS) : this.racyMarginMs;
+    if (Math.max(mtimeMs, ctimeMs) >= hashedAt - margin) return undefined;
     return sha;
   }
 

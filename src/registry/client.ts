@@ -87,6 +87,17 @@ export class RegistryClient {
     this.blobsPresent.add(`${normalizeRegistry(registry)}/${repository}@${digest}`);
   }
 
+  /**
+   * Forgets the blobs remembered for one repository, for a push that starts over: a registry may
+   * accept a mount or upload yet later call the blob unknown, and a retry that trusted the memory
+   * would never send it again.
+   */
+  forgetBlobs(registry: string, repository: string): void {
+    // Repository names cannot contain `@`, so the prefix names this repository only.
+    const prefix = `${normalizeRegistry(registry)}/${repository}@`;
+    for (const key of this.blobsPresent) if (key.startsWith(prefix)) this.blobsPresent.delete(key);
+  }
+
   get authenticator(): Authenticator {
     return this.auth;
   }

@@ -192,3 +192,20 @@ test('a client asks about a blob once: after an upload or a HEAD that found it, 
   assert.equal(await other.hasBlob(blob), true);
   assert.equal(heads(), afterPush + 1, 'another client asks, once');
 });
+
+test('a client that forgets the blobs of a repository asks about them again, and only about them', async () => {
+  const c = client();
+  const a = new RegistryImageWriter({ reference: `${proxy.host}/forget/a`, client: c });
+  const b = new RegistryImageWriter({ reference: `${proxy.host}/forget/b`, client: c });
+  await copyImage(image, undefined, a, { tags: ['v1'] });
+  await copyImage(image, undefined, b, { tags: ['v1'] });
+  const blob = image.layers[0]!;
+  const heads = (repo: string) => proxy.hits.filter((h) => h.method === 'HEAD' && h.path === `/v2/${repo}/blobs/${blob.digest}`).length;
+  const before = [heads('forget/a'), heads('forget/b')];
+  c.forgetBlobs(proxy.host, 'forget/a');
+  assert.equal(await a.hasBlob(blob), true);
+  assert.equal(await b.hasBlob(blob), true);
+  assert.deepEqual([heads('forget/a'), heads('forget/b')], [before[0]! + 1, before[1]!]);
+  assert.equal(await a.hasBlob(blob), true);
+  assert.equal(heads('forget/a'), before[0]! + 1, 'and remembers the answer again');
+});
