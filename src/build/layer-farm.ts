@@ -85,10 +85,23 @@ export function parseNotes(value: unknown): LayerNotes | undefined {
 export async function unpackIntoStore(dir: string, entries: Entries, opts: { signal?: AbortSignal; layerName?: string } = {}): Promise<LayerNotes> {
   const notes: LayerNotes = { v: 1, whiteouts: [], opaque: [], implicit: [] };
   const explicit = new Set<string>();
+  /** Non-directories of this layer so far: the only targets a hard link can have in an empty directory. */
+  const files = new Set<string>();
+  /** Set when the layer cannot be unpacked alone: the rest of the tar is read (for the digest and the index) but not unpacked. */
+  let lowerLink: string | undefined;
   const observe = async function* (input: Entries): Entries {
     for await (const e of input) {
+      if (lowerLink !== undefined) continue;
       const h = e.header;
       const comps = normalizeEntryName(h.name);
+      if (h.type === 'hardlink' && !files.has(normalizeEntryName(h.linkname ?? '').join('/'))) {
+        // A hard link to a file of a lower layer: unpacking it alone would fail on every build.
+        // The entry stays in the store as a marker with no files, so later builds go straight to the blob.
+        lowerLink = h.linkname ?? '';
+        notes.unsupported = `a hard link ${h.name} to ${lowerLink}, a file of a lower layer`;
+        continue;
+      }
+      if (h.type !== 'dir') files.add(comps.join('/'));
       const w = classifyWhiteout(comps);
       if (w.kind === 'whiteout') notes.whiteouts.push([...comps.slice(0, -1), w.target].join('/'));
       else if (w.kind === 'opaque') notes.opaque.push(comps.slice(0, -1).join('/'));
@@ -101,6 +114,10 @@ export async function unpackIntoStore(dir: string, entries: Entries, opts: { sig
     }
   };
   await unpackLayer(dir, observe(entries), { ownership: 'preserve', ...(opts.layerName ? { layerName: opts.layerName } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+  if (lowerLink !== undefined) {
+    for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+    return { v: 1, whiteouts: [], opaque: [], implicit: [], unsupported: notes.unsupported! };
+  }
   // Where each directory entry landed (a parent may be a symlink of the same layer), then every
   // stored directory that no entry made.
   const landed = new Set<string>();

@@ -5,8 +5,9 @@
  * into it directly (and its layer is then "applied"), or writes elsewhere (--link) and the root
  * catches up the next time it is needed.
  */
-import { mkdir, stat } from 'node:fs/promises';
-import { posix } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
 import { decompressStream, readTar, type TarEntry } from '../archive/index.js';
 import { recordIndex, type IndexEntry, type LayerIndexStore } from '../fs/index.js';
@@ -15,6 +16,7 @@ import type { UnpackedLayerStore } from '../cache/layer-store.js';
 import { layerCompression } from '../oci/mediatype.js';
 import type { ImageConfig } from '../oci/types.js';
 import type { InplaceSandbox } from '../run/index.js';
+import { DigestingStream, parseDigest } from '../util/digest.js';
 import { isGantryError, wrapError } from '../util/errors.js';
 import type { ResolvedImage } from './base.js';
 import { linkStoredLayer, parseNotes, unpackIntoStore } from './layer-farm.js';
@@ -22,6 +24,39 @@ import type { ImageLayer } from './layers.js';
 import type { Owner } from './users.js';
 
 const ownership: 'preserve' | 'squash' = typeof process.getuid === 'function' && process.getuid() === 0 ? 'preserve' : 'squash';
+
+/** Per process, per (store, root): whether a file of the store can be hard-linked into the root. */
+const linkProbes = new Map<string, Promise<boolean>>();
+
+/**
+ * Links a fresh file from `from` into `to` and removes both: the only reliable answer (two bind
+ * mounts of one filesystem share st_dev, yet link() between them fails with EXDEV). The root's
+ * times are put back: the probe must not show in the image.
+ */
+export function canHardLink(from: string, to: string): Promise<boolean> {
+  const key = `${from}\0${to}`;
+  let probe = linkProbes.get(key);
+  if (!probe) {
+    probe = (async () => {
+      // A `.tmp-` name: the store removes it if we die before cleaning up.
+      const name = `.tmp-link-probe-${process.pid}-${randomBytes(4).toString('hex')}`;
+      const before = await stat(to);
+      try {
+        await writeFile(join(from, name), '', { flag: 'wx', mode: 0o600 });
+        await link(join(from, name), join(to, name));
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await rm(join(to, name), { force: true }).catch(() => undefined);
+        await rm(join(from, name), { force: true }).catch(() => undefined);
+        await utimes(to, before.atime, before.mtime).catch(() => undefined);
+      }
+    })().catch(() => false);
+    linkProbes.set(key, probe);
+  }
+  return probe;
+}
 
 export class RootFs {
   protected applied = 0;
@@ -32,7 +67,7 @@ export class RootFs {
    */
   readonly owners = new Map<string, Owner>();
 
-  /** Whether the root and the layer store are on one filesystem (hard links work); asked once. */
+  /** Whether files of the layer store can be hard-linked into the root; asked once. */
   private linkable?: Promise<boolean>;
 
   constructor(
@@ -52,12 +87,45 @@ export class RootFs {
     return count === 0 || (this.created && this.applied >= count);
   }
 
-  /** Entries of a layer's tar, recording its index when it is not known yet. */
-  protected recorded(layer: ImageLayer, entries: AsyncIterable<TarEntry>): { entries: AsyncIterable<TarEntry>; done(): void } {
+  /**
+   * Entries of a layer's uncompressed tar, recording its index when it is not known yet. `done()`
+   * (after the entries were consumed) files the index only when the tar's digest is the layer's
+   * diffID: the image config says which diffID a layer has, and a hostile image claiming another
+   * image's diffID must not put its files into the index later builds trust.
+   */
+  protected recorded(layer: ImageLayer, plain: Readable): { entries: AsyncIterable<TarEntry>; done(): Promise<void> } {
     const index = this.index;
-    if (!index || index.get(layer.diffId)) return { entries, done: () => {} };
+    let algorithm: string | undefined;
+    try {
+      algorithm = parseDigest(layer.diffId).algorithm;
+    } catch {
+      algorithm = undefined;
+    }
+    if (!index || !algorithm || index.get(layer.diffId)) return { entries: readTar(plain), done: async () => {} };
+    const digester = new DigestingStream(algorithm);
+    const ended = new Promise<boolean>((res) => {
+      digester.once('end', () => res(true));
+      digester.once('error', () => res(false));
+      digester.once('close', () => res(digester.readableEnded));
+    });
+    plain.on('error', (e: Error) => digester.destroy(e));
+    plain.pipe(digester);
     const out: IndexEntry[] = [];
-    return { entries: recordIndex(entries, out), done: () => index.put(layer.diffId, { entries: out }) };
+    return {
+      entries: recordIndex(readTar(digester), out),
+      done: async () => {
+        if (!digester.readableEnded) digester.resume();
+        if ((await ended) && digester.digest === layer.diffId) index.put(layer.diffId, { entries: out });
+      },
+    };
+  }
+
+  /** Entries of a tar the caller verifies itself, recording the index; `put()` only once it was verified. */
+  private recordedUnverified(layer: ImageLayer, entries: AsyncIterable<TarEntry>): { entries: AsyncIterable<TarEntry>; put(): void } {
+    const index = this.index;
+    if (!index || index.get(layer.diffId)) return { entries, put: () => {} };
+    const out: IndexEntry[] = [];
+    return { entries: recordIndex(entries, out), put: () => index.put(layer.diffId, { entries: out }) };
   }
 
   /** The owner a path has in the image, when the disk cannot tell (see `owners`). */
@@ -72,35 +140,45 @@ export class RootFs {
   private async fromStore(layer: ImageLayer, signal?: AbortSignal): Promise<boolean> {
     const store = this.unpacked;
     if (!store || ownership !== 'preserve' || layer.file !== undefined) return false;
-    this.linkable ??= Promise.all([stat(this.dir), mkdir(store.dir, { recursive: true }).then(() => stat(store.dir))]).then(
-      ([a, b]) => {
-        if (a.dev !== b.dev) store.logger.log('debug', `layer store: not used for ${this.dir}: ${store.dir} is on another filesystem (hard links cannot cross)`);
-        return a.dev === b.dev;
+    this.linkable ??= store.prepare().then(
+      async () => {
+        const ok = await canHardLink(store.dir, this.dir);
+        if (!ok) store.logger.log('debug', `layer store: not used for ${this.dir}: files of ${store.dir} cannot be hard-linked there (another filesystem or mount)`);
+        return ok;
       },
       () => false,
     );
     if (!(await this.linkable)) return false;
     const started = performance.now();
     let path: string;
-    let recording: { done(): void } | undefined;
-    try {
-      // A stored layer whose index is lost is unpacked from its blob once more, which records it.
-      if (this.index && !this.index.get(layer.diffId) && (await store.lookup(layer.diffId))) return false;
-      path = await store.ensure(layer.diffId, () => layer.open(signal), signal, async (dir, tar, sig) => {
-        const rec = this.recorded(layer, readTar(tar));
-        const notes = await unpackIntoStore(dir, rec.entries, { layerName: layer.descriptor.digest, ...(sig ? { signal: sig } : {}) });
-        recording = rec;
-        return notes;
-      });
-    } catch (err) {
-      if (isGantryError(err, 'ABORTED') || signal?.aborted) throw err;
-      store.logger.log('debug', `layer store: ${(err as Error).message}; unpacking ${layer.diffId} from its blob instead`);
-      return false;
+    let notes: ReturnType<typeof parseNotes>;
+    for (let attempt = 0; ; attempt++) {
+      let recorded: (() => void) | undefined;
+      try {
+        // A stored layer whose index is lost is unpacked from its blob once more, which records it.
+        if (this.index && !this.index.get(layer.diffId) && (await store.lookup(layer.diffId))) return false;
+        path = await store.ensure(layer.diffId, () => layer.open(signal), signal, async (dir, tar, sig) => {
+          const rec = this.recordedUnverified(layer, readTar(tar));
+          const unpackedNotes = await unpackIntoStore(dir, rec.entries, { layerName: layer.descriptor.digest, ...(sig ? { signal: sig } : {}) });
+          recorded = rec.put;
+          return unpackedNotes;
+        });
+      } catch (err) {
+        if (isGantryError(err, 'ABORTED') || signal?.aborted) throw err;
+        store.logger.log('debug', `layer store: ${(err as Error).message}; unpacking ${layer.diffId} from its blob instead`);
+        return false;
+      }
+      // ensure() resolves only once the content matched the diffID: the index may be filed.
+      recorded?.();
+      notes = parseNotes(await store.notes(path));
+      if (notes) break;
+      // Unreadable notes (damaged, or another version's): unpack the layer into the store again, once.
+      if (attempt > 0) return false;
+      store.logger.log('debug', `layer store: the notes of ${layer.diffId} are unreadable; unpacking it again`);
+      await store.discard(layer.diffId).catch(() => undefined);
     }
-    recording?.done();
-    const notes = parseNotes(await store.notes(path));
-    if (!notes || notes.unsupported) {
-      if (notes?.unsupported) store.logger.log('debug', `layer store: ${notes.unsupported} in ${layer.diffId}: unpacking it from its blob`);
+    if (notes.unsupported) {
+      store.logger.log('debug', `layer store: ${notes.unsupported} in ${layer.diffId}: unpacking it from its blob`);
       return false;
     }
     try {
@@ -125,10 +203,10 @@ export class RootFs {
     }
     const plain = await decompressStream(layerCompression(layer.descriptor.mediaType) ?? 'gzip');
     pipeline(blob, plain, () => {});
-    const rec = this.recorded(layer, readTar(plain));
+    const rec = this.recorded(layer, plain);
     if (ownership === 'preserve') {
       await unpackLayer(this.dir, rec.entries, opts);
-      rec.done();
+      await rec.done();
       return;
     }
     const owners = this.owners;
@@ -140,7 +218,7 @@ export class RootFs {
       }
     };
     await unpackLayer(this.dir, withOwners(rec.entries), opts);
-    rec.done();
+    await rec.done();
   }
 
   /** Unpacks the layers not yet in the root, in order. */
@@ -206,9 +284,9 @@ export class InplaceRootFs extends RootFs {
         const blob = await layer.open(signal);
         const plain = await decompressStream(layerCompression(layer.descriptor.mediaType) ?? 'gzip');
         pipeline(blob, plain, () => {});
-        const rec = this.recorded(layer, readTar(plain));
+        const rec = this.recorded(layer, plain);
         await this.sandbox.unpack(rec.entries, { layerName: layer.descriptor.digest, ...(signal ? { signal } : {}) });
-        rec.done();
+        await rec.done();
       } catch (err) {
         throw wrapError(err, `unpacking layer ${this.applied + 1}/${layers.length} (${layer.descriptor.digest}) onto ${this.dir}`);
       }

@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { tempDir, type TempDir } from '../testing/tmp.js';
 import { writeLayer } from '../archive/index.js';
@@ -47,7 +47,8 @@ test('layer store: a layer is unpacked once and reused by later builds', async (
   const counter = countingUnpack();
   const build1 = new UnpackedLayerStore(dir, { unpack: counter.unpack });
   const path = await build1.ensure(layer.diffId, layer.open);
-  assert.equal(path, join(dir, layer.diffId.slice(7)));
+  assert.equal(path, join(dir, layer.diffId.slice(7), 'tree'));
+  assert.deepEqual(await readdir(dir), [layer.diffId.slice(7)], 'one entry holds everything about the layer');
   assert.equal(await readFile(join(path, 'etc/os-release'), 'utf8'), 'ID=test\n');
 
   const build2 = new UnpackedLayerStore(dir, { unpack: counter.unpack });
@@ -84,8 +85,8 @@ test('layer store: over the size limit the least recently used layer of another 
   const pa = await new UnpackedLayerStore(dir, { unpack }).ensure(a!.diffId, a!.open);
   const pb = await new UnpackedLayerStore(dir, { unpack }).ensure(b!.diffId, b!.open);
   // a used an hour ago, b a minute ago: a is the least recently used.
-  await utimes(pa, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
-  await utimes(pb, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+  await utimes(dirname(pa), new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+  await utimes(dirname(pb), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
   const limit = a!.uncompressed + b!.uncompressed + 1000;
   const build3 = new UnpackedLayerStore(dir, { unpack, maxBytes: limit });
   await build3.ensure(c!.diffId, c!.open);
@@ -100,14 +101,16 @@ test('layer store: prune removes old layers, leftovers of interrupted unpacks, o
   const { unpack } = countingUnpack();
   const pa = await new UnpackedLayerStore(dir, { unpack }).ensure(a.diffId, a.open);
   await new UnpackedLayerStore(dir, { unpack }).ensure(b.diffId, b.open);
-  await utimes(pa, new Date(Date.now() - 48 * 3_600_000), new Date(Date.now() - 48 * 3_600_000));
+  await utimes(dirname(pa), new Date(Date.now() - 48 * 3_600_000), new Date(Date.now() - 48 * 3_600_000));
   await mkdir(join(dir, '.tmp-interrupted', 'etc'), { recursive: true });
 
   const gc = new UnpackedLayerStore(dir, { unpack });
   const old = await gc.prune({ olderThanMs: 24 * 3_600_000 });
   assert.deepEqual(old.removed, [a.diffId]);
   assert.ok(old.freedBytes > 0);
-  assert.deepEqual((await readdir(dir)).sort(), [b.diffId.slice(7), `${b.diffId.slice(7)}.size`]);
+  assert.deepEqual((await readdir(dir)).sort(), ['.tmp-interrupted', b.diffId.slice(7)], 'a fresh temporary directory may be another build\'s unpack');
+  await gc.prune({ now: new Date(Date.now() + 2 * 3_600_000) });
+  assert.deepEqual(await readdir(dir), [b.diffId.slice(7)], 'an hour later it is a leftover');
 
   const all = await gc.prune({ all: true });
   assert.deepEqual(all.removed, [b.diffId]);
@@ -138,4 +141,71 @@ test('layer store: an unpacker given for one layer replaces the store\'s own', a
   assert.equal(counter.calls(), 1);
   assert.equal(await readFile(join(path, 'a'), 'utf8'), 'override');
   assert.equal(await store.notes(path), undefined, 'nothing returned, nothing kept');
+});
+
+test('layer store: the store and its entries are private (0700), an existing store of ours is made so', async () => {
+  const dir = join(tmp.path, 'private');
+  await mkdir(dir, { mode: 0o755 });
+  await chmod(dir, 0o755);
+  // A layer whose root entry is 0755, as every base image's is.
+  const file = join(tmp.path, `layer-${seq++}.tar.gz`);
+  const r = await writeLayer([
+    { header: { name: './', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 0 } },
+    { header: { name: 'su', type: 'file', mode: 0o4755, uid: 0, gid: 0, mtime: 0, size: 2 }, body: Buffer.from('su') },
+  ], file, { compression: 'gzip', parallel: false });
+  const path = await new UnpackedLayerStore(dir, { unpack: countingUnpack().unpack }).ensure(r.diffId, async () => createReadStream(file));
+  assert.equal((await stat(dir)).mode & 0o777, 0o700);
+  assert.equal((await stat(dirname(path))).mode & 0o777, 0o700, 'the entry hides the layer root, whatever its mode');
+});
+
+test('layer store: another build\'s unpack in progress survives eviction', async () => {
+  const dir = join(tmp.path, 'concurrent-prune');
+  const [a, b] = await Promise.all([makeLayer({ a: 'a'.repeat(20_000) }), makeLayer({ b: 'b'.repeat(20_000) })]);
+  const { unpack } = countingUnpack();
+  await new UnpackedLayerStore(dir, { unpack }).ensure(a.diffId, a.open);
+  await mkdir(join(dir, '.tmp-other-build', 'tree', 'etc'), { recursive: true });
+  await mkdir(join(dir, '.trash-other-build', 'etc'), { recursive: true });
+  await new UnpackedLayerStore(dir, { unpack, maxBytes: 1 }).ensure(b.diffId, b.open);
+  assert.deepEqual((await readdir(dir)).sort(), ['.tmp-other-build', '.trash-other-build', b.diffId.slice(7)]);
+});
+
+test('layer store: a stored layer with a part missing is damaged: removed, unpacked again once, never counted as free', async () => {
+  const cases: Array<[string, (entry: string) => Promise<void>]> = [
+    ['notes missing', (e) => rm(join(e, 'notes.json'))],
+    ['size missing', (e) => rm(join(e, 'size'))],
+    ['size unreadable', (e) => writeFile(join(e, 'size'), 'lots')],
+  ];
+  for (const [what, damage] of cases) {
+    const dir = join(tmp.path, `damaged-${what.replace(/ /g, '-')}`);
+    const layer = await makeLayer({ a: what });
+    const counter = countingUnpack();
+    const path = await new UnpackedLayerStore(dir, { unpack: counter.unpack }).ensure(layer.diffId, layer.open);
+    await damage(dirname(path));
+    const later = new UnpackedLayerStore(dir, { unpack: counter.unpack });
+    assert.deepEqual(await later.list(), [], `${what}: not listed`);
+    assert.equal(await later.lookup(layer.diffId), undefined, `${what}: not served`);
+    assert.equal(await later.ensure(layer.diffId, layer.open), path);
+    assert.equal(await later.ensure(layer.diffId, layer.open), path);
+    assert.equal(counter.calls(), 2, `${what}: unpacked again, once`);
+    assert.equal((await later.list())[0]?.bytes, layer.uncompressed);
+    await damage(dirname(path));
+    const evicted = await new UnpackedLayerStore(dir, { unpack: counter.unpack }).prune({ maxBytes: 1 << 30 });
+    assert.deepEqual(evicted.removed, [layer.diffId], `${what}: a damaged entry is removed by eviction`);
+  }
+});
+
+test('layer store: side files of the former layout are not layers and are pruned', async () => {
+  const dir = join(tmp.path, 'former');
+  const layer = await makeLayer({ a: 'former' });
+  const name = layer.diffId.slice(7);
+  await mkdir(join(dir, name, 'etc'), { recursive: true });
+  await writeFile(join(dir, `${name}.size`), '10');
+  await writeFile(join(dir, `${name}.json`), '{}');
+  const counter = countingUnpack();
+  const store = new UnpackedLayerStore(dir, { unpack: counter.unpack });
+  const path = await store.ensure(layer.diffId, layer.open);
+  assert.equal(counter.calls(), 1);
+  assert.equal(await readFile(join(path, 'a'), 'utf8'), 'former');
+  await store.prune();
+  assert.deepEqual(await readdir(dir), [name]);
 });

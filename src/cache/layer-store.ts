@@ -1,15 +1,19 @@
 /**
- * Unpacked base layers kept across builds, one directory per diffID: the second build FROM the
- * same base unpacks nothing (Kaniko unpacks every base layer on every build, its largest fixed
- * cost). A directory is complete by construction: it is unpacked under a temporary name and
- * renamed into place, so existence is the only state there is (no refcounts, no lock files).
+ * Unpacked base layers kept across builds, one entry per diffID: the second build FROM the same
+ * base unpacks nothing (Kaniko unpacks every base layer on every build, its largest fixed cost).
+ * An entry is a directory holding the layer's files (`tree/`), its uncompressed size (`size`) and
+ * what the unpacker noted (`notes.json`). It is complete by construction: everything is written
+ * under a temporary name and renamed into place in one step, so existence is the only state there
+ * is (no refcounts, no lock files). An entry missing a part (left by an older version) is damaged:
+ * it is removed and unpacked again.
  *
- * Callers treat a layer directory as read-only (an overlay lowerdir, or a source to copy from).
+ * The store and its entries are private to their owner (0700): base images hold setuid binaries.
+ * Callers treat a layer's files as read-only (an overlay lowerdir, or a source to link from).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { decompressAuto } from '../archive/compression.js';
 import { VerifyingStream, parseDigest } from '../util/digest.js';
@@ -20,8 +24,8 @@ import { silentLogger } from '../util/logger.js';
 /**
  * Unpacks an uncompressed layer tar stream into an empty directory. The build passes src/fs's
  * unpacker (cache may not import fs); it must consume the whole stream. What it returns, when
- * not undefined, is kept next to the layer as JSON (`notes`): what the directory alone cannot
- * say, such as the layer's whiteouts, which unpacking into an empty directory drops.
+ * not undefined, is kept with the layer as JSON (`notes`): what the directory alone cannot say,
+ * such as the layer's whiteouts, which unpacking into an empty directory drops.
  */
 export type UnpackFn = (dir: string, tar: Readable, signal?: AbortSignal) => Promise<unknown>;
 
@@ -40,6 +44,7 @@ export interface LayerStoreOptions {
 
 export interface StoredLayerInfo {
   diffId: string;
+  /** The layer's files. */
   path: string;
   /** Uncompressed tar size of the layer: the measure eviction uses. */
   bytes: number;
@@ -61,10 +66,13 @@ export interface PruneResult {
   freedBytes: number;
 }
 
-const SIZE_SUFFIX = '.size';
-const NOTES_SUFFIX = '.json';
+const TREE = 'tree';
+const SIZE_FILE = 'size';
+const NOTES_FILE = 'notes.json';
 const TMP_PREFIX = '.tmp-';
 const TRASH_PREFIX = '.trash-';
+/** Temporary and trash directories younger than this may belong to a build still running. */
+export const STALE_TEMP_MS = 3_600_000;
 
 /** Counts the bytes of the uncompressed tar as it flows to the unpacker. */
 class ByteCounter extends Transform {
@@ -81,6 +89,7 @@ export class UnpackedLayerStore {
   private readonly inFlight = new Map<string, Promise<string>>();
   /** Layers this process handed out: never evicted by it, so a running build keeps its lowerdirs. */
   private readonly usedHere = new Set<string>();
+  private created?: Promise<void>;
 
   constructor(
     dir: string,
@@ -95,24 +104,67 @@ export class UnpackedLayerStore {
     return this.opts.maxBytes;
   }
 
+  /** Creates the store directory (0700), or makes an existing one of ours 0700; once per process. */
+  prepare(): Promise<void> {
+    this.created ??= (async () => {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      const st = await stat(this.dir);
+      if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) await chmod(this.dir, 0o700);
+    })();
+    return this.created;
+  }
+
   private nameOf(diffId: string): string {
     const { algorithm, encoded } = parseDigest(diffId);
     return algorithm === 'sha256' ? encoded : `${algorithm}-${encoded}`;
   }
 
-  /** The directory of a layer if it is unpacked already (touching it as used), else undefined. */
+  /** Whether an entry has every part; an entry is never changed once in place, so this is final. */
+  private async complete(entry: string): Promise<boolean> {
+    return (await this.sizeOf(entry)) !== undefined;
+  }
+
+  /** The entry's size when every part is there, else undefined (damaged). */
+  private async sizeOf(entry: string): Promise<number | undefined> {
+    const [tree, notes, size] = await Promise.all([
+      stat(join(entry, TREE)).catch(() => undefined),
+      stat(join(entry, NOTES_FILE)).catch(() => undefined),
+      readFile(join(entry, SIZE_FILE), 'utf8').catch(() => undefined),
+    ]);
+    const bytes = size === undefined || size.trim() === '' ? NaN : Number(size);
+    return tree?.isDirectory() && notes?.isFile() && Number.isSafeInteger(bytes) && bytes >= 0 ? bytes : undefined;
+  }
+
+  /**
+   * The directory of a layer's files if it is stored (touching it as used), else undefined. A
+   * damaged entry (a part missing) is removed on the way, so the layer is unpacked again.
+   */
   async lookup(diffId: string): Promise<string | undefined> {
-    const path = join(this.dir, this.nameOf(diffId));
-    const exists = await stat(path).then((s) => s.isDirectory(), () => false);
-    if (!exists) return undefined;
-    await this.touch(path);
-    this.usedHere.add(this.nameOf(diffId));
-    return path;
+    const name = this.nameOf(diffId);
+    const entry = join(this.dir, name);
+    const st = await stat(entry).catch(() => undefined);
+    if (!st) return undefined;
+    if (!st.isDirectory() || !(await this.complete(entry))) {
+      this.logger.log('debug', `layer store: ${diffId} is damaged (a part is missing); removing it`);
+      await this.remove(entry);
+      return undefined;
+    }
+    await this.touch(entry);
+    this.usedHere.add(name);
+    return join(entry, TREE);
+  }
+
+  /** Removes a stored layer the caller found unusable (its notes unreadable), so it is unpacked again. */
+  async discard(diffId: string): Promise<void> {
+    const name = this.nameOf(diffId);
+    this.usedHere.delete(name);
+    await this.remove(join(this.dir, name));
   }
 
   /**
    * The directory holding the layer's files, unpacking it first if no build did yet. `open` yields
-   * the layer blob (any compression); its uncompressed content is verified against `diffId`.
+   * the layer blob (any compression); its uncompressed content is verified against `diffId`, and
+   * the promise resolves only once it was.
    * `unpack` replaces the store's unpacker for this layer (to see its entries on the way).
    */
   ensure(diffId: string, open: () => Promise<Readable>, signal?: AbortSignal, unpack?: UnpackFn): Promise<string> {
@@ -124,12 +176,12 @@ export class UnpackedLayerStore {
     return p;
   }
 
-  /** What the unpacker returned for the layer stored at `path`; undefined when it returned nothing (or it is unreadable). */
+  /** What the unpacker returned for the layer whose files are at `path`; undefined when it returned nothing (or it is unreadable). */
   async notes(path: string): Promise<unknown> {
-    const text = await readFile(`${path}${NOTES_SUFFIX}`, 'utf8').catch(() => undefined);
+    const text = await readFile(join(dirname(path), NOTES_FILE), 'utf8').catch(() => undefined);
     if (text === undefined) return undefined;
     try {
-      return JSON.parse(text) as unknown;
+      return (JSON.parse(text) as unknown) ?? undefined;
     } catch {
       return undefined;
     }
@@ -141,7 +193,9 @@ export class UnpackedLayerStore {
     const final = join(this.dir, name);
     const tmp = join(this.dir, `${TMP_PREFIX}${name.slice(0, 16)}-${randomBytes(6).toString('hex')}`);
     try {
-      await mkdir(tmp, { recursive: true });
+      await this.prepare();
+      await mkdir(tmp, { mode: 0o700 });
+      await mkdir(join(tmp, TREE), { mode: 0o700 });
       const blob = await open();
       const { output } = await decompressAuto(blob);
       const counter = new ByteCounter();
@@ -155,23 +209,28 @@ export class UnpackedLayerStore {
       });
       verified.catch(() => undefined);
       output.pipe(counter).pipe(verifier).pipe(tar);
-      const notes = await unpack(tmp, tar, signal);
+      const notes = await unpack(join(tmp, TREE), tar, signal);
       // An unpacker may stop at the end-of-archive marker: let the padding through so the digest covers every byte.
       tar.resume();
       await verified;
-      // Side files first: a layer directory in place always has them.
-      await writeFile(`${final}${SIZE_SUFFIX}`, String(counter.bytes));
-      if (notes !== undefined) await writeFile(`${final}${NOTES_SUFFIX}`, JSON.stringify(notes));
-      else await rm(`${final}${NOTES_SUFFIX}`, { force: true });
-      try {
-        await rename(tmp, final);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        // Another build unpacked the same layer meanwhile: theirs is as good as ours.
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
-        await this.remove(tmp);
+      // Every part inside the temporary directory: the rename puts them in place together.
+      await writeFile(join(tmp, SIZE_FILE), String(counter.bytes));
+      await writeFile(join(tmp, NOTES_FILE), JSON.stringify(notes ?? null));
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await rename(tmp, final);
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+        }
+        // Another build unpacked the same layer meanwhile: theirs is as good as ours, unless damaged.
+        if (attempt > 0 || (await this.complete(final))) {
+          await this.remove(tmp);
+          break;
+        }
+        await this.remove(final);
       }
-      // A `./` entry in the layer may have set the directory's mtime (often to 1970): mark it used now.
       await this.touch(final);
       this.usedHere.add(name);
       this.logger.log('debug', `layer store: unpacked ${diffId} (${counter.bytes} bytes)`);
@@ -180,7 +239,7 @@ export class UnpackedLayerStore {
       throw wrapError(err, `unpacking layer ${diffId} into the layer store ${this.dir}`);
     }
     if (this.opts.maxBytes !== undefined) await this.prune({ maxBytes: this.opts.maxBytes }).catch((err: Error) => this.logger.log('warn', `layer store: eviction failed: ${err.message}`));
-    return final;
+    return join(final, TREE);
   }
 
   private async touch(path: string): Promise<void> {
@@ -188,8 +247,8 @@ export class UnpackedLayerStore {
     await utimes(path, now, now).catch(() => undefined);
   }
 
-  /** Every complete layer with its size and last use (directory mtime, bumped on each use). */
-  async list(): Promise<StoredLayerInfo[]> {
+  /** Every stored layer with its size and last use (entry mtime, bumped on each use); damaged ones have no size. */
+  private async entries(): Promise<Array<StoredLayerInfo & { name: string; damaged: boolean }>> {
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -197,46 +256,63 @@ export class UnpackedLayerStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
-    const out: StoredLayerInfo[] = [];
+    const out: Array<StoredLayerInfo & { name: string; damaged: boolean }> = [];
     for (const name of names) {
-      if (name.startsWith('.') || name.endsWith(SIZE_SUFFIX) || name.endsWith(NOTES_SUFFIX)) continue;
-      const path = join(this.dir, name);
-      const st = await stat(path).catch(() => undefined);
+      if (name.startsWith('.')) continue;
+      const entry = join(this.dir, name);
+      const st = await stat(entry).catch(() => undefined);
       if (!st?.isDirectory()) continue;
-      const bytes = Number(await readFile(`${path}${SIZE_SUFFIX}`, 'utf8').catch(() => '0')) || 0;
+      const bytes = await this.sizeOf(entry);
       const diffId = /^[a-f0-9]{64}$/.test(name) ? `sha256:${name}` : name.replace('-', ':');
-      out.push({ diffId, path, bytes, lastUsed: st.mtime });
+      out.push({ name, diffId, path: join(entry, TREE), bytes: bytes ?? 0, lastUsed: st.mtime, damaged: bytes === undefined });
     }
     return out;
+  }
+
+  /** Every complete layer with its size and last use. */
+  async list(): Promise<StoredLayerInfo[]> {
+    return (await this.entries()).filter((e) => !e.damaged).map(({ diffId, path, bytes, lastUsed }) => ({ diffId, path, bytes, lastUsed }));
   }
 
   /**
    * Removes layers: all, those unused for `olderThanMs`, then least recently used ones until the
    * rest fits in `maxBytes`. Layers used by this process are kept (a build may be reading them),
-   * except with `all`. Leftovers of interrupted unpacks are always removed.
+   * except with `all`. Damaged entries (their size unknown) are always removed, and so are
+   * leftovers of interrupted unpacks once they are an hour old (younger ones may be another
+   * build's unpack in progress).
    */
   async prune(opts: PruneOptions = {}): Promise<PruneResult> {
     const now = (opts.now ?? new Date()).getTime();
     const result: PruneResult = { removed: [], freedBytes: 0 };
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    for (const n of names) if (n.startsWith(TMP_PREFIX) || n.startsWith(TRASH_PREFIX)) await this.remove(join(this.dir, n)).catch(() => undefined);
+    for (const n of names) {
+      const path = join(this.dir, n);
+      if (n.startsWith(TMP_PREFIX) || n.startsWith(TRASH_PREFIX)) {
+        // ctime: set by the rename into the trash, and not settable by a layer's `./` entry.
+        const st = await stat(path).catch(() => undefined);
+        if (st && now - Math.max(st.ctimeMs, st.mtimeMs) > STALE_TEMP_MS) await this.remove(path).catch(() => undefined);
+      } else if (n.endsWith('.size') || n.endsWith('.json')) {
+        // Side files of the layout before entries held their parts.
+        await rm(path, { force: true }).catch(() => undefined);
+      }
+    }
 
-    const layers = (await this.list()).sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime());
-    const drop = async (l: StoredLayerInfo) => {
-      await this.remove(l.path);
-      await rm(`${l.path}${SIZE_SUFFIX}`, { force: true });
-      await rm(`${l.path}${NOTES_SUFFIX}`, { force: true });
-      result.removed.push(l.diffId);
-      result.freedBytes += l.bytes;
-    };
+    const all = await this.entries();
+    for (const e of all.filter((x) => x.damaged && (opts.all || !this.usedHere.has(x.name)))) {
+      await this.remove(join(this.dir, e.name));
+      result.removed.push(e.diffId);
+    }
+    const layers = all.filter((x) => !x.damaged).sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime());
     let total = layers.reduce((s, l) => s + l.bytes, 0);
     for (const l of layers) {
-      const pinned = !opts.all && this.usedHere.has(this.nameOf(l.diffId));
+      const pinned = !opts.all && this.usedHere.has(l.name);
       if (pinned) continue;
       const old = opts.olderThanMs !== undefined && now - l.lastUsed.getTime() > opts.olderThanMs;
       const over = opts.maxBytes !== undefined && total > opts.maxBytes;
       if (opts.all || old || over) {
-        await drop(l);
+        await this.remove(join(this.dir, l.name));
+        result.removed.push(l.diffId);
+        result.freedBytes += l.bytes;
         total -= l.bytes;
       }
     }
@@ -246,7 +322,7 @@ export class UnpackedLayerStore {
 
   /** Renames away first, so a half-deleted layer is never mistaken for a complete one. */
   private async remove(path: string): Promise<void> {
-    const trash = join(this.dir, `${TRASH_PREFIX}${randomBytes(6).toString('hex')}`);
+    const trash = join(this.dir, `${TRASH_PREFIX}${basename(path).slice(0, 16)}-${randomBytes(6).toString('hex')}`);
     try {
       await rename(path, trash);
     } catch (err) {

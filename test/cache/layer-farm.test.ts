@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ import { writeLayer, type LayerEntry } from '../../src/archive/index.js';
 import { build, type BuildOptions } from '../../src/build/index.js';
 import { DEFAULT_LAYER_STORE_BYTES, openUnpackedLayerStore, parseNotes } from '../../src/build/layer-farm.js';
 import type { ImageLayer } from '../../src/build/layers.js';
-import { RootFs } from '../../src/build/stage.js';
+import { RootFs, canHardLink } from '../../src/build/stage.js';
 import { UnpackedLayerStore } from '../../src/cache/layer-store.js';
 import { LayerIndexStore, unpackLayerStream } from '../../src/fs/index.js';
 import { busyboxBase, type BaseImage } from '../../src/testing/bases.js';
@@ -191,6 +191,92 @@ describe('a root linked from stored layers is the root the unpacker makes', { sk
   });
 });
 
+describe('layer indexes are recorded only for content that matches the diffID', () => {
+  it('a layer claiming another layer\'s diffID leaves no index under it, from the blob or through the store', async () => {
+    const real = await layer([{ name: 'etc/', type: 'dir' }, { name: 'etc/os-release', type: 'file', body: 'ID=debian' }]);
+    const evil = await layer([{ name: 'etc/', type: 'dir' }, { name: 'etc/os-release', type: 'file', body: 'ID=evil' }, { name: 'etc/evil', type: 'file', body: 'x' }]);
+    const hostile: ImageLayer = { ...evil, diffId: real.diffId };
+    const ways: Array<[string, (index: LayerIndexStore) => RootFs]> = [['from the blob', (index) => new RootFs(join(tmp.path, `hostile-blob-${seq++}`), index)]];
+    if (asRoot) ways.push(['through the store', (index) => new RootFs(join(tmp.path, `hostile-store-${seq++}`), index, new UnpackedLayerStore(join(tmp.path, `store-hostile-${seq++}`), { unpack: async () => undefined }))]);
+    for (const [how, make] of ways) {
+      const index = new LayerIndexStore(join(tmp.path, `index-hostile-${seq++}`));
+      const root = make(index);
+      await root.catchUp([hostile]);
+      assert.equal(await readFile(join(root.dir, 'etc/os-release'), 'utf8'), 'ID=evil', `${how}: unpacked as before`);
+      assert.equal(index.get(real.diffId), undefined, `${how}: no index under the claimed diffID`);
+      const honest = make(index);
+      await honest.catchUp([real]);
+      assert.ok(index.get(real.diffId), `${how}: the real layer is recorded`);
+    }
+  });
+});
+
+describe('the store of unpacked layers when something is off', { skip: asRoot ? false : 'the store is used only as root (owners kept)' }, () => {
+  it('a layer hard-linking a file of a lower layer is remembered as unsupported: later builds unpack its blob only', async () => {
+    const lower = await layer([{ name: 'usr/', type: 'dir' }, { name: 'usr/bin/', type: 'dir' }, { name: 'usr/bin/a', type: 'file', body: 'tool', mode: 0o755 }]);
+    const top = await layer([{ name: 'usr/bin/b', type: 'hardlink', linkname: 'usr/bin/a' }, { name: 'usr/bin/c', type: 'file', body: 'c' }]);
+    const plain = join(tmp.path, `lowerlink-plain-${seq++}`);
+    await new RootFs(plain).catchUp([lower, top]);
+    const storeDir = join(tmp.path, `store-lowerlink-${seq++}`);
+    const first = new UnpackedLayerStore(storeDir, { unpack: async () => assert.fail('the build passes its own unpacker') });
+    const linked = join(tmp.path, `lowerlink-linked-${seq++}`);
+    await new RootFs(linked, undefined, first).catchUp([lower, top]);
+    assert.deepEqual(await describeTree(linked), await describeTree(plain));
+    const marker = (await first.list()).find((l) => l.diffId === top.diffId);
+    assert.ok(marker, 'the layer has an entry in the store');
+    assert.match(parseNotes(await first.notes(marker.path))?.unsupported ?? '', /hard link .* lower layer/);
+    assert.deepEqual(await readdir(marker.path), [], 'the marker holds no files');
+
+    const opens = [lower.opens(), top.opens()];
+    const again = join(tmp.path, `lowerlink-again-${seq++}`);
+    await new RootFs(again, undefined, new UnpackedLayerStore(storeDir, { unpack: async () => assert.fail('nothing is unpacked into the store again') })).catchUp([lower, top]);
+    assert.deepEqual([lower.opens() - opens[0]!, top.opens() - opens[1]!], [0, 1], 'the lower layer is linked, the other read once from its blob');
+    assert.deepEqual(await describeTree(again), await describeTree(plain));
+  });
+
+  it('a stored layer with unreadable notes is unpacked into the store again, once, and linked', async () => {
+    const l = await layer([{ name: 'etc/', type: 'dir' }, { name: 'etc/f', type: 'file', body: 'f' }]);
+    const index = new LayerIndexStore(join(tmp.path, `index-notes-${seq++}`));
+    const storeDir = join(tmp.path, `store-notes-${seq++}`);
+    const store = new UnpackedLayerStore(storeDir, { unpack: async () => undefined });
+    await new RootFs(join(tmp.path, `notes-1-${seq++}`), index, store).catchUp([l]);
+    const path = (await store.list())[0]!.path;
+    await writeFile(join(dirname(path), 'notes.json'), '{"v":0}');
+    const opens = l.opens();
+    const root = join(tmp.path, `notes-2-${seq++}`);
+    await new RootFs(root, index, new UnpackedLayerStore(storeDir, { unpack: async () => undefined })).catchUp([l]);
+    assert.equal(l.opens() - opens, 1, 'read once, into the store');
+    assert.equal((await stat(join(root, 'etc/f'))).ino, (await stat(join(path, 'etc/f'))).ino, 'linked from the store');
+    assert.ok(parseNotes(await store.notes(path)), 'the notes are readable again');
+  });
+
+  it('a root on another mount of the same filesystem (same st_dev) is not linked from the store', async (t) => {
+    const base = join(tmp.path, `bind-${seq++}`);
+    await mkdir(join(base, 'src'), { recursive: true });
+    await mkdir(join(base, 'mnt'));
+    if (spawnSync('mount', ['--bind', join(base, 'src'), join(base, 'mnt')]).status !== 0) {
+      t.skip('bind mounts are not available here');
+      return;
+    }
+    try {
+      const storeDir = join(base, 'store');
+      await mkdir(storeDir);
+      const root = join(base, 'mnt', 'root');
+      await mkdir(root);
+      assert.equal((await stat(root)).dev, (await stat(storeDir)).dev, 'st_dev alone cannot tell');
+      assert.equal(await canHardLink(storeDir, root), false);
+      assert.equal(await canHardLink(storeDir, join(base, 'src')), true, 'the same directory, not through the mount');
+      const l = await layer([{ name: 'f', type: 'file', body: 'f' }]);
+      await new RootFs(root, undefined, new UnpackedLayerStore(storeDir, { unpack: async () => undefined })).catchUp([l]);
+      assert.equal(await readFile(join(root, 'f'), 'utf8'), 'f');
+      assert.deepEqual(await readdir(storeDir), [], 'nothing was unpacked into the store, no probe is left');
+      assert.deepEqual(await readdir(root), ['f'], 'no probe is left in the root');
+    } finally {
+      spawnSync('umount', [join(base, 'mnt')]);
+    }
+  });
+});
+
 describe('builds and the store of unpacked layers', { skip: asRoot ? false : 'the store is used only as root (owners kept)' }, () => {
   let base: BaseImage;
   let ctx: string;
@@ -253,16 +339,16 @@ RUN test "$(cat /etc/passwd)" = added && test "$(cat /etc/group)" = "root:x:0:"
     const entries = async () => (await readdir(storeDir())).sort();
     const [name] = (await entries()).filter((e) => /^[0-9a-f]{64}$/.test(e));
     assert.ok(name, 'the base layer is in the store');
-    const stored = join(storeDir(), name);
+    const stored = join(storeDir(), name, 'tree');
     assert.deepEqual(await storeSnapshot(stored), reference, 'the stored layer is unchanged after the first builds');
-    const before = { entries: await entries(), ino: (await stat(stored)).ino, sized: (await stat(`${stored}.size`)).mtimeMs };
+    const before = { entries: await entries(), ino: (await stat(stored)).ino, sized: (await stat(join(storeDir(), name, 'size'))).mtimeMs };
 
     const second = await build(opts(2));
     assert.equal(second.digest, first.digest);
     assert.equal((await build(opts(12, copyDockerfile))).digest, firstCopy.digest);
     assert.deepEqual(await entries(), before.entries, 'no layer was added');
     assert.equal((await stat(stored)).ino, before.ino, 'the layer directory was not unpacked again');
-    assert.equal((await stat(`${stored}.size`)).mtimeMs, before.sized);
+    assert.equal((await stat(join(storeDir(), name, 'size'))).mtimeMs, before.sized);
     assert.deepEqual(await storeSnapshot(stored), reference, 'the stored layer is unchanged after the second builds');
   });
 
