@@ -21,14 +21,20 @@ async function populatedHome(root: string): Promise<string> {
     { path: join(layers, HEX('b')), bytes: 2000, age: 2, sizeFile: true },
   ];
   for (const e of entries) {
-    await mkdir(join(e.path, 'sub'), { recursive: true });
-    await writeFile(join(e.path, 'sub', 'data'), Buffer.alloc(e.bytes));
-    if (e.sizeFile) await writeFile(`${e.path}.size`, String(e.bytes));
+    // A stored layer is <hex>/{tree,size,notes.json} (src/cache/layer-store.ts); a RUN cache is a tree.
+    const data = e.sizeFile ? join(e.path, 'tree', 'sub') : join(e.path, 'sub');
+    await mkdir(data, { recursive: true });
+    await writeFile(join(data, 'data'), Buffer.alloc(e.bytes));
+    if (e.sizeFile) {
+      await writeFile(join(e.path, 'size'), String(e.bytes));
+      await writeFile(join(e.path, 'notes.json'), 'null');
+    }
     const t = new Date(Date.now() - e.age * day);
     await utimes(e.path, t, t);
   }
-  // An interrupted unpack: always cleaned up.
-  await mkdir(join(layers, '.tmp-interrupted'), { recursive: true });
+  // An unpack in progress (another build's): left alone; src/cache/layer-store.test.ts covers the
+  // age after which an interrupted one goes.
+  await mkdir(join(layers, '.tmp-in-progress'), { recursive: true });
   return home;
 }
 
@@ -42,7 +48,7 @@ async function prune(home: string, args: string[]): Promise<{ code: number; out:
 
 async function remaining(home: string): Promise<string[]> {
   const base = join(home, '.cache', 'gantry');
-  const list = async (d: string) => (await readdir(join(base, d)).catch(() => [] as string[])).filter((n) => !n.endsWith('.size')).map((n) => `${d}/${n}`);
+  const list = async (d: string) => (await readdir(join(base, d)).catch(() => [] as string[])).filter((n) => !n.startsWith('.tmp-')).map((n) => `${d}/${n}`);
   return [...(await list('run-cache')), ...(await list('layers'))].sort();
 }
 
@@ -135,10 +141,14 @@ describe('gantry prune: every local cache', () => {
       { path: join(base, 'code-cache', '0123456789abcdef.bin'), age: 1 },
     ];
     for (const f of files) {
-      const file = f.dir ? join(f.path, 'data') : f.path;
+      const layer = f.path.includes('/layers/');
+      const file = f.dir ? join(f.path, ...(layer ? ['tree'] : []), 'data') : f.path;
       await mkdir(join(file, '..'), { recursive: true });
       await writeFile(file, Buffer.alloc(1000));
-      if (f.path.includes('/layers/')) await writeFile(`${f.path}.size`, '1000');
+      if (layer) {
+        await writeFile(join(f.path, 'size'), '1000');
+        await writeFile(join(f.path, 'notes.json'), 'null');
+      }
       const t = new Date(Date.now() - f.age * hour);
       await utimes(f.path, t, t);
     }

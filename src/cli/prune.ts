@@ -331,7 +331,8 @@ export async function pruneCommand(args: string[], io: CliIO): Promise<number> {
       }
     }
     for (const e of go) if (done.names.has(e.name)) io.stdout(`${dryRun ? 'would remove' : 'removed'} ${e.kind} ${e.name} (${human(e.bytes)})\n`);
-    const left = mine.length - done.names.size;
+    // done.names may also hold damaged entries the store removed without listing them.
+    const left = mine.filter((e) => !done.names.has(e.name)).length;
     io.stdout(`${c.label}: ${dryRun ? 'would free' : 'freed'} ${human(done.bytes)} (${entries(done.names.size)}${left ? `, ${left} kept` : ''}) in ${c.dir}\n`);
     freed += done.bytes;
     removedCount += done.names.size;

@@ -62,11 +62,13 @@ async function createUser(parent: string, withSubIds: boolean): Promise<TestUser
 async function fillCaches(user: TestUser): Promise<void> {
   const base = join(user.home, '.cache', 'gantry');
   const aptPartial = join(base, 'run-cache', 'apt', 'lists', 'partial');
-  const appHome = join(base, 'layers', HEX, 'home', 'app');
+  // A stored layer is <hex>/{tree,size,notes.json} (src/cache/layer-store.ts).
+  const appHome = join(base, 'layers', HEX, 'tree', 'home', 'app');
   for (const d of [aptPartial, appHome, join(base, 'layer-index')]) mkdirSync(d, { recursive: true });
   writeFileSync(join(aptPartial, 'pkg'), 'x'.repeat(500));
   writeFileSync(join(appHome, '.profile'), 'x'.repeat(300));
-  writeFileSync(join(base, 'layers', `${HEX}.size`), '300');
+  writeFileSync(join(base, 'layers', HEX, 'size'), '300');
+  writeFileSync(join(base, 'layers', HEX, 'notes.json'), 'null');
   writeFileSync(join(base, 'layer-index', `${HEX}.json`), '{}');
   await sh('chown', ['-R', `${user.uid}:${user.gid}`, user.home]);
   for (const d of [aptPartial, appHome]) {
