@@ -52,10 +52,12 @@ interface GantryRun {
 }
 
 /** Runs gantry, timing the whole process and collecting the per-RUN snapshot times it logs. */
-function runGantry(args: string[]): Promise<GantryRun> {
+function runGantry(args: string[], cacheHome: string): Promise<GantryRun> {
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
-    const child = spawn('node', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // A fresh cache home per run: no layer unpacked by an earlier run is reused (buildah starts
+    // from fresh storage each round too).
+    const child = spawn('node', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XDG_CACHE_HOME: cacheHome } });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
@@ -129,7 +131,7 @@ export async function benchRun(): Promise<RunBenchResult> {
       for (const tool of order) {
         const out = join(tmp.path, `${tool}-${i}`);
         if (tool === 'gantry') {
-          const r = await runGantry(gantryArgs(ctx, debian, out));
+          const r = await runGantry(gantryArgs(ctx, debian, out), join(tmp.path, `xdg-debian-${i}`));
           g.push(r.seconds);
           snapDebian.push(...r.snapshots);
         } else if (hasBuildah) {
@@ -143,7 +145,7 @@ export async function benchRun(): Promise<RunBenchResult> {
     const snapBusybox: number[] = [];
     for (let i = 0; i < rounds; i++) {
       const out = join(tmp.path, `gantry-busybox-${i}`);
-      const r = await runGantry(gantryArgs(ctx, busybox, out));
+      const r = await runGantry(gantryArgs(ctx, busybox, out), join(tmp.path, `xdg-busybox-${i}`));
       gBusybox.push(r.seconds);
       snapBusybox.push(...r.snapshots);
       await rm(out, { recursive: true, force: true });
