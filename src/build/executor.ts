@@ -410,7 +410,10 @@ class StageExecutor {
     // a fully cached source stage then needs neither its files nor this stage's root.
     const fromStage = cache?.copyLayers && this.cacheParent !== undefined && !fromContext ? this.sourceStageIndex(inst) : undefined;
     const fromStageKey = fromStage !== undefined ? (await this.s.stage(fromStage)).cacheKey : undefined;
-    if (cache?.copyLayers && this.cacheParent !== undefined && (fromContext || fromStageKey !== undefined)) {
+    // COPY --from=<image>: the manifest digest the reference resolves to names every file of it.
+    const fromImage = cache?.copyLayers && this.cacheParent !== undefined && !fromContext && fromStage === undefined && inst.kind === 'copy' && inst.from !== undefined ? inst.from : undefined;
+    const fromImageDigest = fromImage !== undefined ? await imageManifestDigest(this.s, fromImage) : undefined;
+    if (cache?.copyLayers && this.cacheParent !== undefined && (fromContext || fromStageKey !== undefined || fromImageDigest !== undefined)) {
       const excludes = inst.excludes.length ? new IgnoreMatcher(inst.excludes) : undefined;
       const urls = inst.kind === 'add' ? await this.urlInputs(inst, fetched) : [];
       key = stepKey({
@@ -431,7 +434,9 @@ class StageExecutor {
         },
         ...(fromStageKey !== undefined
           ? { inputs: [{ name: 'stage', digest: fromStageKey }] }
-          : { files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }, cache) }),
+          : fromImageDigest !== undefined
+            ? { inputs: [{ name: 'image', digest: fromImageDigest }] }
+            : { files: await copiedFilesDigest(this.s.context, inst.sources, excludes, chown ?? { uid: 0, gid: 0 }, cache) }),
         ...(urls.length > 0 ? { inputs: urls } : {}),
         heredocs: inst.contents.map((c) => ({ name: c.path, body: c.data })),
       });

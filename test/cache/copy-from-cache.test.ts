@@ -60,4 +60,17 @@ describe('COPY --from=<stage> in the layer cache', () => {
     ]);
     assert.notEqual(changed.digest, cold.digest);
   });
+
+  it('COPY --from=<image> is keyed by the image digest: a rebuild hits without downloading any of its layers', async () => {
+    const ctx = await fx.context(`FROM scratch\nCOPY --from=${fx.base} /etc/passwd /passwd\n`, {});
+    const cold = await build(fx.opts(ctx, 'app/cfi:1'));
+    assert.deepEqual(cached(cold), [[`COPY --from=${fx.base} /etc/passwd /passwd`, false]]);
+    const baseLayers = await fx.manifestLayers('base/busybox', '1');
+    const from = fx.proxy.hits.length;
+    const warm = await build(fx.opts(ctx, 'app/cfi:2'));
+    assert.deepEqual(cached(warm), [[`COPY --from=${fx.base} /etc/passwd /passwd`, true]]);
+    assert.equal(warm.digest, cold.digest);
+    const gets = fx.proxy.hits.slice(from).filter((h) => h.method === 'GET' && baseLayers.some((d) => h.path.includes(`/blobs/${d}`)));
+    assert.deepEqual(gets, [], "the image's layers are not downloaded on a hit");
+  });
 });
