@@ -24,6 +24,7 @@ import { copyItem, isTarArchive, RootWriter, scratchDir, type CopyItem } from '.
 import { download, isGitSource, isUrlSource } from './download.js';
 import { fileOpCreatedBy } from './history.js';
 import { entriesFromRoot, withParents, type ImageLayer } from './layers.js';
+import { PathTree } from '../fs/index.js';
 import { sparseRoot, StageTree, writeIndexedLayer, type PathRoot, type WantedPath } from './path-root.js';
 import { applyMetadata, ensurePath, historyEntry, inheritConfig, normalizeWorkdir, scratchConfig, type MetaState } from './metadata.js';
 import type { BuildResult } from './options.js';
@@ -453,8 +454,16 @@ class StageExecutor {
       const items = await this.collectItems(inst, temp, fetched);
       let root: string;
       if (inst.link) {
-        root = await scratchDir(this.s.workDir, 'link');
-        temp.push(root);
+        // --link writes on nothing: an empty root, in memory like the sparse ones (nothing of it
+        // is ever read but the layer).
+        const env = this.s.run.opts.env;
+        if (env.GANTRY_SPARSE_ROOT !== '0' && env.GANTRY_SPARSE_MEMORY !== '0') {
+          pathRoot = (await sparseRoot(new PathTree(), this.s.workDir, [], false, true))!;
+          root = pathRoot.dir;
+        } else {
+          root = await scratchDir(this.s.workDir, 'link');
+          temp.push(root);
+        }
         if (chownByName) {
           const names = await this.pathRoot([], true);
           try {
