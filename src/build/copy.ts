@@ -64,10 +64,10 @@ function lstatOrNone(ops: RootFsOps, host: string): RootStats | undefined {
 export class RootWriter {
   readonly written = new Set<string>();
   readonly owners = new Map<string, Owner>();
-  private readonly dirTimes: Array<[string, Date]> = [];
+  private dirTimes: Array<[string, Date]> = [];
   private readonly links = new Map<string, string>();
   /** Directories mkdirAll created (host paths), and the mode they get (--chmod applies to them). */
-  private readonly createdDirs: string[] = [];
+  private createdDirs: string[] = [];
   private createdMode = 0o755;
   /** Directories this writer made empty: a name inside them not yet written needs no clearing. */
   private readonly fresh = new Set<string>();
@@ -112,7 +112,8 @@ export class RootWriter {
    */
   async setCreatedDirMode(mode: number): Promise<void> {
     this.createdMode = mode;
-    for (const host of this.createdDirs) this.ops.chmod(host, mode);
+    // Only what is still a directory: a later item may have replaced one by a symlink (chmod follows).
+    for (const host of this.createdDirs) if (lstatOrNone(this.ops, host)?.isDirectory()) this.ops.chmod(host, mode);
   }
 
   /** mkdir -p inside the root; created directories get 0755 (or the --chmod mode), `owner`, and `mtime`. */
@@ -146,11 +147,31 @@ export class RootWriter {
     if (!st) return false;
     if (st.isDirectory()) {
       if (keepDir) return true;
+      this.forget(host, parts, true);
       this.ops.rmTree(host);
       return false;
     }
+    this.forget(host, parts, false);
     this.ops.unlink(host);
     return false;
+  }
+
+  /**
+   * Drops what this writer remembered about a path it is about to remove (and, for a directory,
+   * everything below it): a later item of the same COPY may put a symlink there, and a remembered
+   * child path, directory time or mode would then be read or set through that symlink, possibly
+   * outside the root (`COPY a b /dest/` with `a/x/f` and `b/x -> /etc`).
+   */
+  private forget(host: string, parts: readonly string[], tree: boolean): void {
+    const prefix = host + '/';
+    const gone = (h: string) => h === host || (tree && h.startsWith(prefix));
+    this.dirTimes = this.dirTimes.filter(([h]) => !gone(h));
+    this.createdDirs = this.createdDirs.filter((h) => !gone(h));
+    for (const [inode, h] of this.links) if (gone(h)) this.links.delete(inode);
+    if (!tree) return;
+    const relPrefix = parts.join('/') + '/';
+    for (const rel of this.written) if (rel.startsWith(relPrefix)) this.written.delete(rel);
+    for (const rel of this.owners.keys()) if (rel.startsWith(relPrefix)) this.owners.delete(rel);
   }
 
   async writeFile(parts: readonly string[], src: { host?: string; data?: Buffer }, meta: { mode: number; owner: Owner; mtime: Date; inode?: string }): Promise<void> {
@@ -202,8 +223,8 @@ export class RootWriter {
 
   /** Directory times last, deepest first: writing inside a directory changes its mtime. */
   async finish(): Promise<void> {
-    for (const [host, t] of this.dirTimes.reverse()) this.ops.utimes(host, t, t);
-    this.dirTimes.length = 0;
+    for (const [host, t] of this.dirTimes.reverse()) if (lstatOrNone(this.ops, host)?.isDirectory()) this.ops.utimes(host, t, t);
+    this.dirTimes = [];
   }
 }
 

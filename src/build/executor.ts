@@ -457,7 +457,8 @@ class StageExecutor {
         // --link writes on nothing: an empty root, in memory like the sparse ones (nothing of it
         // is ever read but the layer).
         const env = this.s.run.opts.env;
-        if (env.GANTRY_SPARSE_ROOT !== '0' && env.GANTRY_SPARSE_MEMORY !== '0') {
+        // Archives unpack on disk only (copy.ts extractArchive).
+        if (env.GANTRY_SPARSE_ROOT !== '0' && env.GANTRY_SPARSE_MEMORY !== '0' && !items.some((i) => i.kind === 'archive')) {
           pathRoot = (await sparseRoot(new PathTree(), this.s.workDir, [], false, true))!;
           root = pathRoot.dir;
         } else {

@@ -77,15 +77,22 @@ function devNumbers(st: RootStats): { devmajor: number; devminor: number } {
  */
 export async function* entriesFromRoot(root: string, paths: Iterable<string>, ownerOf: (rel: string) => Owner | undefined, ops: RootFsOps = diskOps): AsyncGenerator<LayerEntry> {
   const links = new Map<string, string>();
+  // Directories emitted so far: a path is read only below one (parents sort first), so lstat
+  // never goes through a symlink that replaced a directory, possibly out of the root.
+  const dirs = new Set<string>(['']);
   for (const rel of withParents(paths)) {
+    const cut = rel.lastIndexOf('/');
+    if (!dirs.has(cut < 0 ? '' : rel.slice(0, cut))) continue;
     const host = join(root, rel);
     let st: RootStats;
     try {
       st = ops.lstat(host);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // replaced later in the same step
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue; // replaced later in the same step
       throw err;
     }
+    if (st.isDirectory()) dirs.add(rel);
     const owner = ownerOf(rel) ?? { uid: st.uid, gid: st.gid };
     const base = { name: rel, mode: st.mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: st.mtime };
     if (st.isDirectory()) yield { header: { ...base, type: 'dir' } };

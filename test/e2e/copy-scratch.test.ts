@@ -3,6 +3,8 @@
  */
 import assert from 'node:assert/strict';
 import { createWriteStream, lstatSync } from 'node:fs';
+import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -220,6 +222,17 @@ describe('ADD of local archives', () => {
     }
   });
 
+  it('ADD --link of a local archive unpacks it too', async () => {
+    const b = await buildToLayout('FROM scratch\nADD --link bundle.tar.gz /opt/\n', {}, {}, (ctx) =>
+      writeTarGz(join(ctx, 'bundle.tar.gz'), [{ name: 'pkg/', type: 'directory' }, { name: 'pkg/readme', content: 'read me' }]),
+    );
+    try {
+      assert.equal((await unpackedTree(b.layout))['opt/pkg/readme']?.content, 'read me');
+    } finally {
+      await b.tmp.cleanup();
+    }
+  });
+
   it('a symlink in the archive never takes ADD --chown or the layer outside the root', async () => {
     // `x -> /etc` then `x/hostname`: the unpacker resolves x inside the destination; the
     // bookkeeping after it once joined `x/hostname` as written and followed the host's /etc.
@@ -245,4 +258,31 @@ describe('ADD of local archives', () => {
       await b.tmp.cleanup();
     }
   });
+});
+
+describe('a later source replacing what an earlier one wrote', () => {
+  // `COPY a b /dest/`: a/x is a directory, b/x a symlink to a directory outside the root. The
+  // symlink replaces the directory; nothing remembered about a/x may then be read or set through
+  // it (the layer once held the host file below the symlink, and directory times went to the host).
+  for (const link of ['', '--link ']) {
+    it(`${link ? 'COPY --link' : 'COPY'}: only the symlink is in the layer and the host directory is untouched`, async () => {
+      const outside = await mkdtemp(join(tmpdir(), 'gantry-outside-'));
+      try {
+        await writeFile(join(outside, 'passwd'), 'HOST-SECRET\n');
+        await utimes(outside, 1_000_000_000, 1_000_000_000);
+        const b = await buildToLayout(`FROM scratch\nCOPY ${link}a b /dest/\n`, { 'a/x/passwd': 'from a\n', 'b/x': { symlink: outside } });
+        try {
+          const tree = await unpackedTree(b.layout);
+          assert.equal(tree['dest/x']?.type, 'symlink');
+          assert.equal(tree['dest/x/passwd'], undefined);
+          assert.ok(!Object.values(tree).some((n) => n.content?.includes('HOST-SECRET')), 'no host file in the layer');
+          assert.equal((await stat(outside)).mtimeMs, 1_000_000_000_000, 'the host directory keeps its mtime');
+        } finally {
+          await b.tmp.cleanup();
+        }
+      } finally {
+        await rm(outside, { recursive: true, force: true });
+      }
+    });
+  }
 });
