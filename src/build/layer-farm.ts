@@ -230,6 +230,14 @@ export async function linkStoredLayer(src: string, root: string, notes: LayerNot
   }
 
   const dirMeta: Array<[string, number, number, number]> = [];
+  // Root paths this layer wrote. Two stored paths can land on one root path through symlinks of
+  // lower layers (`l/foo` and `d/foo` with `l -> d`): which wins then depends on readdir order,
+  // not on the tar's, so such a layer is refused here and unpacked from its blob instead.
+  const claimed = new Set<string>();
+  const claim = (host: string) => {
+    if (claimed.has(host)) throw new GantryError('UNSUPPORTED', `two entries of the layer land on ${host} through symlinks of lower layers`);
+    claimed.add(host);
+  };
   let sinceYield = 0;
   const walk = async (rel: string, hostComps: string[]): Promise<void> => {
     const srcDir = rel === '' ? src : join(src, rel);
@@ -251,6 +259,7 @@ export async function linkStoredLayer(src: string, root: string, notes: LayerNot
           await walk(childRel, ensureParentDir(root, [...hostComps, name]));
           continue;
         }
+        claim(host);
         try {
           mkdirSync(host, 0o700);
         } catch (err) {
@@ -269,11 +278,13 @@ export async function linkStoredLayer(src: string, root: string, notes: LayerNot
       } else if (d.isSymbolicLink()) {
         const st = lstatSync(from);
         const target = readlinkSync(from);
+        claim(host);
         replace(host, () => symlinkSync(target, host));
         lchownSync(host, st.uid, st.gid);
         lutimesSync(host, st.mtimeMs / 1000, st.mtimeMs / 1000);
         stats.symlinks++;
       } else {
+        claim(host);
         replace(host, () => linkSync(from, host));
         stats.linked++;
       }
@@ -283,6 +294,8 @@ export async function linkStoredLayer(src: string, root: string, notes: LayerNot
   // Modes and times last, deepest first: adding entries changes a directory's mtime.
   dirMeta.sort((a, b) => b[3] - a[3]);
   for (const [host, mode, mtime] of dirMeta) {
+    // chmod follows symlinks: only what is still a directory.
+    if (!lstatOrUndefined(host)?.isDirectory()) continue;
     chmodSync(host, mode);
     lutimesSync(host, mtime, mtime);
   }

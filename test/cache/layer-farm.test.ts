@@ -166,6 +166,24 @@ describe('a root linked from stored layers is the root the unpacker makes', { sk
     });
   }
 
+  it('two entries landing on one root path through a lower symlink: tar order wins, nothing outside the root is touched', async () => {
+    // Lower: d/ and l -> d. Top, in tar order: l/foo -> <outside> then d/foo/ (0777). Unpacked,
+    // d/foo ends a directory; linked from the store in readdir order it could end the symlink,
+    // and the directory's chmod would follow it out of the root.
+    const outside = join(tmp.path, 'outside-victim');
+    await mkdir(outside, { mode: 0o700 });
+    await chmod(outside, 0o700);
+    const lower = await layer([{ name: 'd/', type: 'dir' }, { name: 'l', type: 'symlink', linkname: 'd' }]);
+    const top = await layer([{ name: 'l/foo', type: 'symlink', linkname: outside }, { name: 'd/foo/', type: 'dir', mode: 0o777 }]);
+    const plain = new RootFs(join(tmp.path, 'collide-plain'));
+    await plain.catchUp([lower, top]);
+    const store = new UnpackedLayerStore(join(tmp.path, 'collide-store'), { unpack: async () => assert.fail('the build passes its own unpacker') });
+    const linked = new RootFs(join(tmp.path, 'collide-linked'), new LayerIndexStore(join(tmp.path, 'collide-index')), store);
+    await linked.catchUp([lower, top]);
+    assert.deepEqual(await describeTree(join(tmp.path, 'collide-linked')), await describeTree(join(tmp.path, 'collide-plain')));
+    assert.equal((await stat(outside)).mode & 0o7777, 0o700, 'the directory outside the root keeps its mode');
+  });
+
   it('a stored layer whose index is lost is unpacked from its blob once more, recording the index', async () => {
     const l = await layer([{ name: 'etc/', type: 'dir' }, { name: 'etc/os-release', type: 'file', body: 'ID=test' }]);
     const store = new UnpackedLayerStore(join(tmp.path, 'store-reindex'), { unpack: async () => undefined });
