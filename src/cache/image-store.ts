@@ -153,8 +153,17 @@ export class ImageCacheStore extends QueuedCacheStore {
   protected async write(key: string, entry: CacheEntry, blobSource: () => Promise<Readable>): Promise<void> {
     const { manifest, config } = cacheImage(key, entry, entry.createdAt ?? this.now());
     await this.backend.writeImage(async (w) => {
-      if (!(await w.hasBlob(entry.layer))) await w.writeBlob(entry.layer, blobSource, entry.mountFrom ? { mountFrom: entry.mountFrom } : {});
-      if (!(await w.hasBlob(config.descriptor))) await w.writeBlob(config.descriptor, async () => Readable.from([config.bytes]));
+      // Layer and config side by side (each is a few round trips); the manifest strictly after both.
+      const blobs = await Promise.allSettled([
+        (async () => {
+          if (!(await w.hasBlob(entry.layer))) await w.writeBlob(entry.layer, blobSource, entry.mountFrom ? { mountFrom: entry.mountFrom } : {});
+        })(),
+        (async () => {
+          if (!(await w.hasBlob(config.descriptor))) await w.writeBlob(config.descriptor, async () => Readable.from([config.bytes]));
+        })(),
+      ]);
+      const failed = blobs.find((b): b is PromiseRejectedResult => b.status === 'rejected');
+      if (failed) throw failed.reason;
       await w.putManifest(manifest, [keyTag(key)]);
     });
   }
