@@ -224,11 +224,16 @@ export async function pushImage(image: BuiltImage, destination: string, opts: Pu
   if (opts.mountFrom) copyOpts.mountFrom = opts.mountFrom;
   for (let attempt = 0; ; attempt++) {
     try {
-      // A failed early upload fails this attempt; the retry uploads whatever is still missing.
-      if (attempt === 0 && opts.uploads) await opts.uploads.wait(destination, image.layerDigests());
       // What the last attempt saw may be why it failed (a mount the registry accepted, then a
       // manifest PUT calling the blob unknown): a retry asks the registry again.
       if (attempt > 0) opts.client.forgetBlobs(ref.registry, ref.repository);
+      // Side by side with the mounts below: the early uploads finishing (a failed one fails this
+      // attempt; the retry uploads whatever is still missing) and the config, new with every
+      // build. copyImage then finds every blob present and only the manifest goes, strictly last.
+      const early = Promise.allSettled([
+        attempt === 0 && opts.uploads ? opts.uploads.wait(destination, image.layerDigests()) : Promise.resolve(),
+        writer.writeBlob(image.config.descriptor, async () => Readable.from([image.config.bytes]), opts.signal ? { signal: opts.signal } : {}),
+      ]);
       // Cached layers on the destination's registry are mounted from the cache repository
       // instead of streamed through us; copyImage then finds them present. A few at a time: a
       // layer the registry will not mount streams through us, and fifty such must not open fifty
@@ -249,7 +254,7 @@ export async function pushImage(image: BuiltImage, destination: string, opts: Pu
           }),
         ),
       );
-      const rejected = mounts.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+      const rejected = [...(await early), ...mounts].find((m): m is PromiseRejectedResult => m.status === 'rejected');
       if (rejected) throw rejected.reason;
       await writeTo(image, writer, tagsOf(ref), copyOpts);
       return image.manifest.digest;

@@ -113,6 +113,12 @@ export interface ImageCacheBackend {
   close?(): Promise<void>;
 }
 
+/**
+ * Up to this size a layer is uploaded without asking first whether the cache already has it: the
+ * upload costs about what the question does (a round trip), and it is on the build's critical path.
+ */
+const SMALL_BLOB = 1 << 20;
+
 export class ImageCacheStore extends QueuedCacheStore {
   readonly name: string;
 
@@ -156,11 +162,13 @@ export class ImageCacheStore extends QueuedCacheStore {
       // Layer and config side by side (each is a few round trips); the manifest strictly after both.
       const blobs = await Promise.allSettled([
         (async () => {
-          if (!(await w.hasBlob(entry.layer))) await w.writeBlob(entry.layer, blobSource, entry.mountFrom ? { mountFrom: entry.mountFrom } : {});
+          if (entry.mountFrom || entry.layer.size > SMALL_BLOB) {
+            if (await w.hasBlob(entry.layer)) return;
+          }
+          await w.writeBlob(entry.layer, blobSource, entry.mountFrom ? { mountFrom: entry.mountFrom } : {});
         })(),
-        (async () => {
-          if (!(await w.hasBlob(config.descriptor))) await w.writeBlob(config.descriptor, async () => Readable.from([config.bytes]));
-        })(),
+        // A cache entry's config is new almost always (its history names the step): no HEAD first.
+        w.writeBlob(config.descriptor, async () => Readable.from([config.bytes])),
       ]);
       const failed = blobs.find((b): b is PromiseRejectedResult => b.status === 'rejected');
       if (failed) throw failed.reason;
