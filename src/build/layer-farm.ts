@@ -146,6 +146,8 @@ export function openUnpackedLayerStore(env: NodeJS.ProcessEnv, logger: Logger): 
     unpack: (dir: string, tar: Readable, signal?: AbortSignal) => unpackIntoStore(dir, readTar(tar), signal ? { signal } : {}),
     maxBytes,
     logger,
+    // A build machine that builds once (a CI runner) never pays for the store.
+    storeOnSecondSight: true,
   });
 }
 

@@ -155,8 +155,11 @@ export class RootFs {
     for (let attempt = 0; ; attempt++) {
       let recorded: (() => void) | undefined;
       try {
+        const stored = await store.lookup(layer.diffId);
         // A stored layer whose index is lost is unpacked from its blob once more, which records it.
-        if (this.index && !this.index.get(layer.diffId) && (await store.lookup(layer.diffId))) return false;
+        if (this.index && !this.index.get(layer.diffId) && stored) return false;
+        // The first time this machine meets a layer it is unpacked as before (see seenBefore).
+        if (!stored && store.storeOnSecondSight && !(await store.seenBefore(layer.diffId))) return false;
         path = await store.ensure(layer.diffId, () => layer.open(signal), signal, async (dir, tar, sig) => {
           const rec = this.recordedUnverified(layer, readTar(tar));
           const unpackedNotes = await unpackIntoStore(dir, rec.entries, { layerName: layer.descriptor.digest, ...(sig ? { signal: sig } : {}) });

@@ -209,3 +209,14 @@ test('layer store: side files of the former layout are not layers and are pruned
   await store.prune();
   assert.deepEqual(await readdir(dir), [name]);
 });
+
+test('a layer is met once before it is worth storing: seenBefore says no the first time, yes after', async () => {
+  const dir = join(tmp.path, 'seen');
+  const store = new UnpackedLayerStore(dir, { unpack: async () => assert.fail('nothing is unpacked'), storeOnSecondSight: true });
+  const diffId = `sha256:${'5'.repeat(64)}`;
+  assert.equal(store.storeOnSecondSight, true);
+  assert.equal(await store.seenBefore(diffId), false);
+  assert.equal(await store.seenBefore(diffId), true);
+  assert.equal(await new UnpackedLayerStore(dir, { unpack: async () => assert.fail('nothing is unpacked') }).seenBefore(diffId), true, 'another build on the machine sees it too');
+  assert.deepEqual(await store.list(), [], 'a marker is not a stored layer');
+});

@@ -37,6 +37,8 @@ export function defaultLayerStoreDir(env: NodeJS.ProcessEnv): string {
 
 export interface LayerStoreOptions {
   unpack: UnpackFn;
+  /** Store a layer only the second time this machine meets it (seenBefore); default: the first time. */
+  storeOnSecondSight?: boolean;
   /** Evict least recently used layers beyond this many bytes (uncompressed tar size); default unlimited. */
   maxBytes?: number;
   logger?: Logger;
@@ -67,6 +69,7 @@ export interface PruneResult {
 }
 
 const TREE = 'tree';
+const SEEN_DIR = '.seen';
 const SIZE_FILE = 'size';
 const NOTES_FILE = 'notes.json';
 const TMP_PREFIX = '.tmp-';
@@ -112,6 +115,24 @@ export class UnpackedLayerStore {
       if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) await chmod(this.dir, 0o700);
     })();
     return this.created;
+  }
+
+  /**
+   * Whether this machine met the layer before (a marker under `.seen/`), marking it now if not.
+   * Builds store a layer the second time they meet it: unpacking into the store and linking into
+   * a root costs about twice a plain unpack, which an ephemeral machine (a CI runner that builds
+   * once) would pay for nothing.
+   */
+  async seenBefore(diffId: string): Promise<boolean> {
+    const marker = join(this.dir, SEEN_DIR, this.nameOf(diffId));
+    if (await stat(marker).then(() => true, () => false)) return true;
+    await mkdir(join(this.dir, SEEN_DIR), { recursive: true, mode: 0o700 }).catch(() => undefined);
+    await writeFile(marker, '').catch(() => undefined);
+    return false;
+  }
+
+  get storeOnSecondSight(): boolean {
+    return this.opts.storeOnSecondSight === true;
   }
 
   private nameOf(diffId: string): string {
