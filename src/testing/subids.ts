@@ -1,4 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from './exec.js';
 
 const FILES = ['/etc/subuid', '/etc/subgid'];
 
@@ -28,4 +31,44 @@ export function revokeSubIdRange(user: string): void {
     const kept = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith(`${user}:`));
     writeFileSync(file, kept.length ? kept.join('\n') + '\n' : '');
   }
+}
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** A directory the user owns, `<parent>/<name>`. */
+  dir: string;
+  /** Start of the user's subordinate id range; undefined without one. */
+  subIdStart?: number;
+  /** Kills the user's processes, removes the user (and its system home) and its id range. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A real unprivileged user for rootless tests, with or without a subordinate id range, owning a
+ * fresh directory under `parent`. `systemHome` also makes /home/<name> (useradd -m).
+ */
+export async function createTestUser(parent: string, opts: { prefix: string; withSubIds: boolean; systemHome?: boolean }): Promise<TestUser> {
+  const name = `${opts.prefix}-${randomBytes(4).toString('hex')}${opts.withSubIds ? 'f' : 's'}`;
+  // -K SUB_*_COUNT=0: useradd would otherwise allocate ranges itself on some systems.
+  await run('useradd', [opts.systemHome ? '-m' : '-M', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name], { check: true });
+  const subIdStart = opts.withSubIds ? grantSubIdRange(name) : undefined;
+  const uid = Number((await run('id', ['-u', name], { check: true })).stdout.trim());
+  const gid = Number((await run('id', ['-g', name], { check: true })).stdout.trim());
+  const dir = join(parent, name);
+  mkdirSync(dir);
+  chownSync(dir, uid, gid);
+  return {
+    name,
+    uid,
+    gid,
+    dir,
+    ...(subIdStart !== undefined ? { subIdStart } : {}),
+    async cleanup() {
+      revokeSubIdRange(name);
+      await run('pkill', ['-KILL', '-u', String(uid)]);
+      await run('userdel', [...(opts.systemHome ? ['-r'] : []), '-f', name]);
+    },
+  };
 }

@@ -7,13 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/testing/exec.js';
-import { grantSubIdRange, revokeSubIdRange } from '../../src/testing/subids.js';
+import { createTestUser, type TestUser } from '../../src/testing/subids.js';
 import { tempDir, type TempDir } from '../../src/testing/tmp.js';
 
 // dist/test/cli/<this>.js -> the repository root, where bin/gantry.js loads dist/.
@@ -25,41 +24,23 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   return (await run(cmd, args, { check: true })).stdout;
 }
 
-interface TestUser {
-  name: string;
-  uid: number;
-  gid: number;
+interface PruneUser extends TestUser {
+  /** HOME: the directory the user owns. */
   home: string;
   /** The subordinate id container uid/gid 1000 maps to (an unused id without a range). */
   foreignId: number;
-  cleanup(): Promise<void>;
 }
 
-async function createUser(parent: string, withSubIds: boolean): Promise<TestUser> {
-  const name = `gantrypr-${randomBytes(4).toString('hex')}${withSubIds ? 'f' : 's'}`;
-  // -M: the home is made below; -K SUB_*_COUNT=0: useradd would otherwise allocate ranges itself.
-  await sh('useradd', ['-M', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
-  const start = withSubIds ? grantSubIdRange(name) : 0;
-  const uid = Number((await sh('id', ['-u', name])).trim());
-  const gid = Number((await sh('id', ['-g', name])).trim());
-  const home = join(parent, name);
-  mkdirSync(home);
-  return {
-    name, uid, gid, home,
-    foreignId: withSubIds ? start + 999 : 3_999_999_000 + (uid % 1000),
-    async cleanup() {
-      revokeSubIdRange(name);
-      await run('pkill', ['-KILL', '-u', String(uid)]);
-      await run('userdel', ['-f', name]);
-    },
-  };
+async function createUser(parent: string, withSubIds: boolean): Promise<PruneUser> {
+  const u = await createTestUser(parent, { prefix: 'gantrypr', withSubIds });
+  return { ...u, home: u.dir, foreignId: u.subIdStart !== undefined ? u.subIdStart + 999 : 3_999_999_000 + (u.uid % 1000) };
 }
 
 /**
  * What rootless builds leave: a RUN cache mount with apt's 0700 `_apt` directory and an unpacked
  * layer with a 0700 home, both owned by container uid 1000, and a layer index owned by the user.
  */
-async function fillCaches(user: TestUser): Promise<void> {
+async function fillCaches(user: PruneUser): Promise<void> {
   const base = join(user.home, '.cache', 'gantry');
   const aptPartial = join(base, 'run-cache', 'apt', 'lists', 'partial');
   // A stored layer is <hex>/{tree,size,notes.json} (src/cache/layer-store.ts).
@@ -77,7 +58,7 @@ async function fillCaches(user: TestUser): Promise<void> {
   }
 }
 
-function pruneAsUser(user: TestUser): Promise<{ code: number; stdout: string; stderr: string }> {
+function pruneAsUser(user: PruneUser): Promise<{ code: number; stdout: string; stderr: string }> {
   const args = [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', process.execPath, GANTRY, 'prune'];
   return new Promise((resolvePromise) => {
     execFile('setpriv', args, {
@@ -90,14 +71,14 @@ function pruneAsUser(user: TestUser): Promise<{ code: number; stdout: string; st
   });
 }
 
-const cacheEntries = (user: TestUser, cache: string) => {
+const cacheEntries = (user: PruneUser, cache: string) => {
   const dir = join(user.home, '.cache', 'gantry', cache);
   return existsSync(dir) ? readdirSync(dir) : [];
 };
 
 describe('gantry prune by an unprivileged user on files of rootless builds', () => {
   let tmp: TempDir;
-  const users: TestUser[] = [];
+  const users: PruneUser[] = [];
   before(async () => {
     tmp = await tempDir('prune-rootless');
     chmodSync(tmp.path, 0o755);

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +16,7 @@ import { buildahBuild } from '../../src/testing/buildah.js';
 import { run } from '../../src/testing/exec.js';
 import { tempDir, type TempDir } from '../../src/testing/tmp.js';
 import { assertSameTree, ignoreBuildahRunArtifacts, imageTree, type TreeEntry } from '../../src/testing/tree.js';
-import { grantSubIdRange, revokeSubIdRange } from '../../src/testing/subids.js';
+import { createTestUser, type TestUser } from '../../src/testing/subids.js';
 
 // dist/test/run/<this>.js -> the repository root, where bin/gantry.js loads dist/.
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -46,35 +45,8 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   return (await run(cmd, args, { check: true })).stdout;
 }
 
-interface TestUser {
-  name: string;
-  uid: number;
-  gid: number;
-  /** A directory the user owns, below a 0755 temp dir. */
-  dir: string;
-  cleanup(): Promise<void>;
-}
-
-async function createUser(parent: string, withSubIds: boolean): Promise<TestUser> {
-  const name = `gantryrc-${randomBytes(4).toString('hex')}${withSubIds ? 'f' : 's'}`;
-  // -K SUB_*_COUNT=0: useradd would otherwise allocate ranges itself on some systems.
-  await sh('useradd', ['-m', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', name]);
-  if (withSubIds) {
-    const start = grantSubIdRange(name);
-  }
-  const uid = Number((await sh('id', ['-u', name])).trim());
-  const gid = Number((await sh('id', ['-g', name])).trim());
-  const dir = join(parent, name);
-  mkdirSync(dir);
-  await sh('chown', [`${uid}:${gid}`, dir]);
-  return {
-    name, uid, gid, dir,
-    async cleanup() {
-      revokeSubIdRange(name);
-      await run('pkill', ['-KILL', '-u', String(uid)]);
-      await run('userdel', ['-r', '-f', name]);
-    },
-  };
+function createUser(parent: string, withSubIds: boolean): Promise<TestUser> {
+  return createTestUser(parent, { prefix: 'gantryrc', withSubIds, systemHome: true });
 }
 
 /** Copies the base layout and writes the context into the user's directory, all owned by the user. */
