@@ -1,13 +1,14 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { startRegistry, type TestRegistry } from '../testing/registry.js';
-import { startFaultProxy, type FaultProxy, type FaultRule } from '../testing/fault-proxy.js';
-import { makeRandomImage, type TestImage } from '../testing/images.js';
+import type { TestRegistry } from '../testing/registry.js';
+import type { FaultProxy, FaultRule } from '../testing/fault-proxy.js';
+import { registryWithImage } from '../testing/registry-fixture.js';
+import type { TestImage } from '../testing/images.js';
 import { copyImage } from '../oci/copy.js';
 import { isGantryError } from '../util/errors.js';
 import { RegistryClient } from './client.js';
@@ -20,32 +21,11 @@ import type { RegistryOptions } from './options.js';
 // What a registry-to-registry copy costs in requests and hashing: each blob crosses once, is
 // hashed once (while streaming), round trips overlap where they can, and the manifest goes last.
 
-const FAST: RegistryOptions = { backoff: { baseDelayMs: 5, maxDelayMs: 20 }, env: { HOME: '/nonexistent' } };
-
 let registry: TestRegistry;
 let proxy: FaultProxy;
 let image: TestImage;
-const clients: RegistryClient[] = [];
-
-before(async () => {
-  registry = await startRegistry({ kind: 'plain' });
-  proxy = await startFaultProxy(registry);
-  image = await makeRandomImage({ layers: 3, layerBytes: 300 * 1024, seed: 23 });
-  await copyImage(image, undefined, new RegistryImageWriter({ reference: `${registry.host}/src/app`, client: client() }), { tags: ['v1'] });
-});
-
-after(async () => {
-  for (const c of clients) await c.close();
-  await proxy?.stop();
-  await registry?.stop();
-  await image?.cleanup();
-});
-
-function client(extra: RegistryOptions = {}): RegistryClient {
-  const c = new RegistryClient({ ...FAST, ...extra });
-  clients.push(c);
-  return c;
-}
+// Every test pulls from <registry>/src/app:v1.
+const client = registryWithImage({ layers: 3, layerBytes: 300 * 1024, seed: 23 }, (f) => ({ registry, proxy, image } = f));
 
 async function withRules<T>(rules: FaultRule[], fn: () => Promise<T>): Promise<{ result: T; hits: FaultProxy['hits'] }> {
   proxy.rules.splice(0, proxy.rules.length, ...rules);

@@ -1,9 +1,10 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Readable } from 'node:stream';
-import { startRegistry, type TestRegistry } from '../testing/registry.js';
-import { startFaultProxy, type FaultProxy, type FaultRule } from '../testing/fault-proxy.js';
-import { makeRandomImage, type TestImage } from '../testing/images.js';
+import type { TestRegistry } from '../testing/registry.js';
+import type { FaultProxy, FaultRule } from '../testing/fault-proxy.js';
+import { registryWithImage } from '../testing/registry-fixture.js';
+import type { TestImage } from '../testing/images.js';
 import { copyImage } from '../oci/copy.js';
 import { isGantryError } from '../util/errors.js';
 import { sha256 } from '../util/digest.js';
@@ -11,33 +12,11 @@ import { RegistryClient } from './client.js';
 import { RegistryImageReader, RegistryImageWriter } from './image.js';
 import type { RegistryOptions } from './options.js';
 
-const FAST: RegistryOptions = { backoff: { baseDelayMs: 5, maxDelayMs: 20 }, env: { HOME: '/nonexistent' } };
-
 let registry: TestRegistry;
 let proxy: FaultProxy;
 let image: TestImage;
-const clients: RegistryClient[] = [];
-
-before(async () => {
-  registry = await startRegistry({ kind: 'plain' });
-  proxy = await startFaultProxy(registry);
-  image = await makeRandomImage({ layers: 2, layerBytes: 512 * 1024, seed: 11 });
-  // Every fault test pulls from this repository.
-  await copyImage(image, undefined, new RegistryImageWriter({ reference: `${registry.host}/src/app`, client: client() }), { tags: ['v1'] });
-});
-
-after(async () => {
-  for (const c of clients) await c.close();
-  await proxy?.stop();
-  await registry?.stop();
-  await image?.cleanup();
-});
-
-function client(extra: RegistryOptions = {}): RegistryClient {
-  const c = new RegistryClient({ ...FAST, ...extra });
-  clients.push(c);
-  return c;
-}
+// Every test pulls from <registry>/src/app:v1.
+const client = registryWithImage({ layers: 2, layerBytes: 512 * 1024, seed: 11 }, (f) => ({ registry, proxy, image } = f));
 
 async function readAll(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
